@@ -1,0 +1,79 @@
+"""The one command line: ``canary-guard <component> ...``.
+
+Each component owns a small ``cli`` module with ``add_arguments(parser)`` and
+``run(args) -> int``; heavy imports happen inside ``run`` so that ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from . import __version__
+from .logs import setup_logging
+
+# subcommand -> (module with add_arguments/run, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "plan": ("canary_guard.plancheck", "validate a plan file and summarise it"),
+    "sandbox": ("canary_guard.sandbox.cli", "run the simulated service with fault injection"),
+    "exporter": ("canary_guard.exporter.cli", "probe the endpoints and expose Prometheus metrics"),
+    "rules": ("canary_guard.rules.cli", "render and check Prometheus rules and Alertmanager routing"),
+    "webhook": ("canary_guard.webhook.cli", "receive Alertmanager notifications and run rollbacks"),
+    "demo": ("canary_guard.demo.cli", "run the whole loop on loopback and break it on purpose"),
+    "dashboard": ("canary_guard.dashboard.cli", "render the Grafana dashboard from the plan"),
+    "gate": ("canary_guard.gate.cli", "decide promote, hold or roll back for a phase"),
+    "status": ("canary_guard.gate.status", "live terminal view of every endpoint"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="canary-guard",
+        description="Guard a canary rollout with Prometheus: probe, alert, roll back.",
+    )
+    parser.add_argument("--version", action="version", version=f"canary-guard {__version__}")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module, help_text) in COMMANDS.items():
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as err:
+            if err.name and module.startswith(err.name):
+                continue  # component not built yet
+            raise
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log_level)
+    try:
+        return int(args._run(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+def add_plan_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--plan", metavar="FILE", default=None,
+        help="plan file (default: the shipped RecoveryOS plan)",
+    )
+
+
+def plan_from_args(args: argparse.Namespace):
+    """Load ``args.plan``; on a bad plan print every problem and exit 1."""
+    from .plan import PlanError, load_plan
+
+    try:
+        return load_plan(args.plan)
+    except PlanError as err:
+        print(err, file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+if __name__ == "__main__":
+    sys.exit(main())
