@@ -156,6 +156,7 @@ class Criteria(_Model):
     p95_latency: PositiveSeconds = 0.5
     p99_latency: PositiveSeconds = 1.0
     all_endpoints_answering: bool = True
+    window: PositiveSeconds = 3600.0  # judged over this range (recording rules, gate)
 
 
 class Phase(_Model):
@@ -321,6 +322,7 @@ class Demo(_Model):
     evaluation_interval: PositiveSeconds = 1.0
     group_wait: Seconds = 1.0
     group_interval: PositiveSeconds = 1.0
+    gate_window: PositiveSeconds = 60.0
 
 
 class Plan(_Model):
@@ -454,6 +456,13 @@ class Plan(_Model):
             return float(math.ceil(max(need, floor)))
         return float(math.ceil(floor))
 
+    def windows(self) -> list[float]:
+        """Every distinct range the rules need: each trigger's window and each gate window."""
+        out = {self.trigger_window(t) for t in self.triggers if t.kind != "custom"}
+        out.add(self.slos.window)
+        out.update(ph.criteria.window for ph in self.phases)
+        return sorted(out)
+
     def probes_in_window(self, window: float) -> float:
         return window / self.probe.interval
 
@@ -497,6 +506,13 @@ class Plan(_Model):
                 "alertmanager": self.alertmanager.model_copy(
                     update={"group_wait": d.group_wait, "group_interval": d.group_interval}
                 ),
+                "slos": self.slos.model_copy(update={"window": d.gate_window}),
+                "phases": [
+                    ph.model_copy(
+                        update={"criteria": ph.criteria.model_copy(update={"window": d.gate_window})}
+                    )
+                    for ph in self.phases
+                ],
             }
         )
 
