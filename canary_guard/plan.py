@@ -489,6 +489,11 @@ class Plan(_Model):
             )
         return out
 
+    def to_yaml(self) -> str:
+        """The plan as YAML that load_plan reads back to an equal plan (durations in seconds)."""
+        data = self.model_dump(mode="json", by_alias=True, exclude_none=True)
+        return yaml.safe_dump(data, sort_keys=False)
+
     def with_demo_settings(self) -> Plan:
         """The plan with the fast demo settings applied (probe, scrape, eval, group_wait)."""
         d = self.demo

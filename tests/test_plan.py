@@ -124,3 +124,10 @@ def test_plan_check_cli(tmp_path):
                          capture_output=True, text=True)
     assert bad.returncode == 1
     assert "endpoints[3].path: must start with /" in bad.stderr
+
+
+def test_to_yaml_round_trips(plan, tmp_path):
+    for p in (plan, plan.with_demo_settings()):
+        f = tmp_path / "p.yaml"
+        f.write_text(p.to_yaml())
+        assert load_plan(f) == p
