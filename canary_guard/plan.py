@@ -323,6 +323,7 @@ class Demo(_Model):
     group_wait: Seconds = 1.0
     group_interval: PositiveSeconds = 1.0
     gate_window: PositiveSeconds = 60.0
+    cooldown: Seconds = 5.0  # the demo runs one incident after another
 
 
 class Plan(_Model):
@@ -512,6 +513,7 @@ class Plan(_Model):
                     update={"group_wait": d.group_wait, "group_interval": d.group_interval}
                 ),
                 "slos": self.slos.model_copy(update={"window": d.gate_window}),
+                "webhook": self.webhook.model_copy(update={"cooldown": d.cooldown}),
                 "phases": [
                     ph.model_copy(
                         update={"criteria": ph.criteria.model_copy(update={"window": d.gate_window})}
