@@ -326,6 +326,19 @@ class Demo(_Model):
     cooldown: Seconds = 5.0  # the demo runs one incident after another
 
 
+class Analysis(_Model):
+    """How the gate judges evidence: confidence for the phase criteria, and the
+    canary-versus-baseline comparison (significance and practical margins)."""
+
+    baseline: Name | None = None  # track to compare with; None: the first target not guarded
+    alpha: float = Field(default=0.01, gt=0, lt=1)  # family-wise, Holm-corrected over endpoints
+    confidence: float = Field(default=0.95, gt=0, lt=1)  # a criterion passes when shown at this level
+    latency_margin: float = Field(default=0.10, ge=0)  # canary median slower by this fraction ...
+    latency_effect: float = Field(default=0.147, ge=0, le=1)  # ... or Cliff's delta at least this
+    error_margin: float = Field(default=0.005, ge=0, lt=1)  # failure ratio higher by this much
+    min_probes: int = Field(default=30, ge=1)  # per endpoint and track before comparing
+
+
 class Plan(_Model):
     version: Literal[1] = 1
     name: Name
@@ -345,6 +358,7 @@ class Plan(_Model):
     alertmanager: Alertmanager = Field(default_factory=Alertmanager)
     webhook: Webhook = Field(default_factory=Webhook)
     demo: Demo = Field(default_factory=Demo)
+    analysis: Analysis = Field(default_factory=Analysis)
 
     # -- cross-field checks: each raises with the path of the offending field ------------
 
@@ -356,6 +370,8 @@ class Plan(_Model):
         problems += _duplicates("triggers", [t.name for t in self.triggers])
         problems += _duplicates("phases", [p.name for p in self.phases])
         track_names = {t.name for t in self.targets}
+        if self.analysis.baseline and self.analysis.baseline not in track_names:
+            problems.append(f"analysis.baseline: no target named {self.analysis.baseline!r}")
         scrape = self.prometheus.scrape_interval
         for i, trig in enumerate(self.triggers):
             if trig.action not in self.actions:
