@@ -1,0 +1,386 @@
+"""The plan -> the Grafana dashboard and its provisioning files.
+
+Panels read what the alerts read: error rate, latency and availability panels query the same
+recording rules (same window) that the plan's triggers are written against, and draw the
+trigger thresholds and the SLOs as threshold lines, so what the graph shows crossing the line
+is what fires. Raw exporter metrics are used where no recording rule exists (probe rate,
+error reasons, null streaks, PII exposures, probe age) and for the webhook's actions.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from canary_guard.durations import format_duration
+from canary_guard.plan import Plan, Trigger
+
+from . import grafana as g
+
+DASHBOARD_FILE = "canary-guard-dashboard.json"
+DATASOURCE_FILE = "provisioning/datasources/canary-guard.yaml"
+PROVIDER_FILE = "provisioning/dashboards/canary-guard.yaml"
+DEFAULT_PROMETHEUS_URL = "http://prometheus:9090"
+DEFAULT_DASHBOARDS_PATH = "/var/lib/grafana/dashboards/canary-guard"
+
+SEL = 'track=~"$track", endpoint=~"$endpoint"'
+TRACK_SEL = 'track=~"$track"'
+
+
+def _trigger(plan: Plan, kind: str) -> Trigger | None:
+    return next((t for t in plan.triggers if t.kind == kind), None)
+
+
+def _window(plan: Plan, trigger: Trigger | None, default: float) -> str:
+    return format_duration(plan.trigger_window(trigger) if trigger else default)
+
+
+def _rule(level: str, family: str, window: str) -> str:
+    """A recording rule of the contract with the variables' selector, e.g.
+    ``track_endpoint:canary_probes:rate1m{track=~"$track", endpoint=~"$endpoint"}``."""
+    return f"{level}:{family}{window}{{{SEL if level == 'track_endpoint' else TRACK_SEL}}}"
+
+
+def dashboard_uid(plan: Plan) -> str:
+    uid = re.sub(r"[^a-zA-Z0-9_-]", "-", f"canary-guard-{plan.name}".replace("_", "-"))
+    return uid[:40]  # Grafana's limit
+
+
+def build_dashboard(plan: Plan) -> dict[str, Any]:
+    shortest = min(plan.windows())
+    slo_window = format_duration(plan.slos.window)
+    slos = plan.slos
+
+    err = _trigger(plan, "error_rate")
+    err_w = _window(plan, err, shortest)
+    latency_triggers = [t for t in plan.triggers if t.kind == "latency_avg"]
+    lat = min(latency_triggers, key=lambda t: t.threshold or 0, default=None)
+    lat_w = _window(plan, lat, shortest)
+    avail = _trigger(plan, "availability")
+    avail_w = _window(plan, avail, shortest)
+    nulls = _trigger(plan, "null_streak")
+    short_w = format_duration(shortest)
+    alert_names = "|".join(sorted({t.alert for t in plan.triggers})) or "Canary.*"
+    has_phases = bool(plan.phases)
+
+    # -- overview -------------------------------------------------------------------------
+    overview: list[tuple[dict, int, int]] = []
+    if has_phases:
+        overview.append((g.stat(
+            "Phase gates",
+            [g.target(f'track:canary_phase_gate:all_ok{{{TRACK_SEL}, phase=~"$phase"}}',
+                      "{{track}} {{phase}}", instant=True)],
+            description="1 when every success criterion of the phase holds over its window "
+                        "(track:canary_phase_gate:all_ok); `canary-guard gate` decides promotion "
+                        "from the same rules.",
+            steps=g.thresholds(("red", None), ("green", 1)),
+            mappings=g.value_mappings({"1": ("pass", "green"), "0": ("hold", "red")}),
+        ), 12, 5))
+    overview += [
+        (g.stat(
+            "Canary alerts firing",
+            [g.target(f'count(ALERTS{{alertstate="firing", alertname=~"{alert_names}", {TRACK_SEL}}}) '
+                      "or vector(0)", "firing", instant=True)],
+            description="Alerts of the plan's rollback triggers that are firing now.",
+            steps=g.thresholds(("green", None), ("red", 1)),
+        ), 4, 5),
+        (g.stat(
+            "Rollback actions in range",
+            [g.target("sum(increase(canary_guard_webhook_actions_total[$__range])) or vector(0)",
+                      "actions", instant=True)],
+            description="Actions the webhook ran (any outcome) in the selected time range.",
+            steps=g.thresholds(("green", None), ("orange", 1)),
+            unit="none",
+        ), 4, 5),
+        (g.stat(
+            "PII exposures in range",
+            [g.target(f"sum(increase(canary_probe_pii_exposures_total{{{SEL}}}[$__range])) or vector(0)",
+                      "exposures", instant=True)],
+            description="Responses in which the probe found an e-mail address, SSN, phone or card "
+                        "number. Any exposure triggers the emergency rollback.",
+            steps=g.thresholds(("green", None), ("red", 1)),
+            unit="none",
+        ), 4, 5),
+    ]
+
+    # -- requests and errors --------------------------------------------------------------
+    err_steps = g.thresholds(("green", None), ("orange", slos.error_rate),
+                             *([("red", err.threshold)] if err and err.threshold else []))
+    traffic = [
+        (g.timeseries(
+            "Probe rate per endpoint",
+            [g.target(f'sum by (track, endpoint) (rate(canary_probes_total{{{SEL}, outcome!="disabled"}}'
+                      "[$__rate_interval]))", "{{track}} {{endpoint}}")],
+            unit="reqps", minimum=0,
+            description="Counted probes per second (outcome != disabled): the request count of the "
+                        "canary's health signal.",
+        ), 12, 8),
+        (g.timeseries(
+            "Probe outcomes",
+            [g.target(f"sum by (outcome) (rate(canary_probes_total{{{SEL}}}[$__rate_interval]))",
+                      "{{outcome}}")],
+            unit="reqps", minimum=0,
+            description="success, error, null (a required field missing or null) and disabled "
+                        "(the feature was switched off; not counted against the canary).",
+        ), 12, 8),
+        (g.timeseries(
+            f"Error rate per endpoint ({err_w})",
+            [g.target(_rule("track_endpoint", "canary_probe_error_ratio:ratio_rate", err_w),
+                      "{{track}} {{endpoint}}")],
+            unit="percentunit", minimum=0, steps=err_steps,
+            description=f"Errors / counted probes over {err_w}, the window the error-rate trigger "
+                        f"uses. Lines: SLO {slos.error_rate:.2%}"
+                        + (f", rollback above {err.threshold:.2%}." if err and err.threshold else "."),
+        ), 12, 8),
+        (g.timeseries(
+            "Errors by reason",
+            [g.target(f"sum by (endpoint, reason) (rate(canary_probe_errors_total{{{SEL}}}"
+                      "[$__rate_interval]))", "{{endpoint}} {{reason}}")],
+            unit="reqps", minimum=0,
+            description="Why probes failed: timeout, connect, reset, http_5xx, http_4xx, "
+                        "rate_limited, invalid_json, body_too_large, ...",
+        ), 12, 8),
+    ]
+
+    # -- latency --------------------------------------------------------------------------
+    lat_steps = g.thresholds(("green", None), ("orange", slos.avg_latency),
+                             *([("red", lat.threshold)] if lat and lat.threshold else []))
+    latency = [
+        (g.timeseries(
+            f"Average latency per endpoint ({lat_w})",
+            [g.target(_rule("track_endpoint", "canary_probe_duration_seconds:avg_rate", lat_w),
+                      "{{track}} {{endpoint}}")],
+            unit="s", minimum=0, steps=lat_steps,
+            description=f"Mean probe latency over {lat_w}, as the latency triggers see it. Lines: SLO "
+                        f"{format_duration(slos.avg_latency)}"
+                        + (f", trigger {format_duration(lat.threshold)}." if lat and lat.threshold else "."),
+        ), 8, 8),
+        (g.timeseries(
+            f"p95 latency per endpoint ({short_w})",
+            [g.target(_rule("track_endpoint", "canary_probe_duration_seconds:p95_rate", short_w),
+                      "{{track}} {{endpoint}}")],
+            unit="s", minimum=0, steps=g.thresholds(("green", None), ("red", slos.p95_latency)),
+            description=f"95th percentile of probe latency over {short_w} (histogram). "
+                        f"Line: SLO p95 < {format_duration(slos.p95_latency)}.",
+        ), 8, 8),
+        (g.timeseries(
+            f"p99 latency per endpoint ({short_w})",
+            [g.target(_rule("track_endpoint", "canary_probe_duration_seconds:p99_rate", short_w),
+                      "{{track}} {{endpoint}}")],
+            unit="s", minimum=0, steps=g.thresholds(("green", None), ("red", slos.p99_latency)),
+            description=f"99th percentile of probe latency over {short_w} (histogram). "
+                        f"Line: SLO p99 < {format_duration(slos.p99_latency)}.",
+        ), 8, 8),
+    ]
+
+    # -- correctness ----------------------------------------------------------------------
+    avail_steps = g.thresholds(
+        ("red", None),
+        *([("orange", avail.threshold)] if avail and avail.threshold else []),
+        ("green", slos.availability),
+    )
+    success_targets = [g.target(_rule("track", "canary_probe_availability:ratio_rate", avail_w),
+                                f"{{{{track}}}} over {avail_w}")]
+    if slo_window != avail_w:
+        success_targets.append(g.target(
+            _rule("track", "canary_probe_availability:ratio_rate", slo_window),
+            f"{{{{track}}}} over {slo_window}", ref="B"))
+    null_limit = int(nulls.threshold) if nulls and nulls.threshold is not None else None
+    correctness = [
+        (g.timeseries(
+            "Success rate trend (track)",
+            success_targets,
+            unit="percentunit", maximum=1, steps=avail_steps, decimals=3,
+            description=f"Successful / counted probes of the whole track over {avail_w} (the "
+                        f"availability trigger) and {slo_window} (the SLO window). Lines: "
+                        + (f"rollback below {avail.threshold:.2%}, " if avail and avail.threshold else "")
+                        + f"SLO {slos.availability:.2%}.",
+        ), 12, 8),
+        (g.timeseries(
+            f"Success rate per endpoint ({short_w})",
+            [g.target(_rule("track_endpoint", "canary_probe_availability:ratio_rate", short_w),
+                      "{{track}} {{endpoint}}")],
+            unit="percentunit", maximum=1, decimals=3,
+            steps=g.thresholds(("red", None), ("green", slos.availability)),
+            description="Successful / counted probes per endpoint.",
+        ), 12, 8),
+        (g.timeseries(
+            "Null response streak",
+            [g.target(f"canary_probe_null_streak{{{SEL}}}", "{{track}} {{endpoint}}")],
+            unit="none", minimum=0, decimals=0,
+            steps=(g.thresholds(("green", None), ("orange", null_limit), ("red", null_limit + 1))
+                   if null_limit is not None else None),
+            description="Consecutive null responses per endpoint"
+                        + (f"; the trigger fires above {null_limit}." if null_limit is not None else "."),
+        ), 8, 8),
+        (g.timeseries(
+            "PII exposures",
+            [g.target(f"sum by (track, endpoint, kind) (increase(canary_probe_pii_exposures_total{{{SEL}}}"
+                      "[$__rate_interval]))", "{{track}} {{endpoint}} {{kind}}")],
+            unit="none", minimum=0, draw="bars", steps=g.thresholds(("green", None), ("red", 1)),
+            description="Responses with an unredacted e-mail address, SSN, phone or card number.",
+        ), 8, 8),
+        (g.timeseries(
+            "Time since last probe",
+            [g.target(f"time() - canary_probe_last_timestamp_seconds{{{SEL}}}", "{{track}} {{endpoint}}")],
+            unit="s", minimum=0,
+            steps=g.thresholds(("green", None), ("red", 3 * plan.probe.interval)),
+            description=f"Seconds since each endpoint was last probed (every "
+                        f"{format_duration(plan.probe.interval)}). A growing line: the exporter or "
+                        "its scrape is down (CanaryProbesMissing).",
+        ), 8, 8),
+    ]
+
+    # -- rollout --------------------------------------------------------------------------
+    rollout: list[tuple[dict, int, int]] = []
+    if has_phases:
+        rollout.append((g.state_timeline(
+            "Phase gate criteria",
+            [g.target(f'track:canary_phase_gate:ok{{{TRACK_SEL}, phase=~"$phase"}}',
+                      "{{track}} {{phase}} {{criterion}}")],
+            steps=g.thresholds(("red", None), ("green", 1)),
+            mappings=g.value_mappings({"1": ("ok", "green"), "0": ("fail", "red")}),
+            description="Each criterion of each phase (availability, latency, error rate, "
+                        "all endpoints answering) judged over the phase window.",
+        ), 12, 10))
+    rollout.append((g.timeseries(
+        "Rollback actions taken",
+        [g.target("sum by (action, outcome) (increase(canary_guard_webhook_actions_total[$__rate_interval]))",
+                  "{{action}} {{outcome}}")],
+        unit="none", minimum=0, draw="bars", decimals=0,
+        description="Actions the webhook ran, by outcome: kubectl rollout undo, feature disable, page.",
+    ), 12 if has_phases else 24, 10))
+
+    sections = [
+        (g.row("Overview"), overview),
+        (g.row("Requests and errors"), traffic),
+        (g.row("Latency"), latency),
+        (g.row("Correctness"), correctness),
+        (g.row("Rollout"), rollout),
+    ]
+
+    variables = [
+        g.datasource_variable(),
+        g.query_variable("track", "Track", "label_values(canary_probes_total, track)"),
+        g.query_variable("endpoint", "Endpoint",
+                         'label_values(canary_probes_total{track=~"$track"}, endpoint)'),
+    ]
+    if has_phases:
+        variables.append(g.custom_variable("phase", "Phase", [ph.name for ph in plan.phases]))
+
+    return {
+        "uid": dashboard_uid(plan),
+        "title": f"canary-guard: {plan.service} ({plan.name})",
+        "description": plan.description or f"Canary rollout of {plan.service}",
+        "tags": ["canary-guard", plan.service],
+        "schemaVersion": g.SCHEMA_VERSION,
+        "version": 1,
+        "editable": True,
+        "graphTooltip": 1,
+        "time": {"from": "now-6h", "to": "now"},
+        "refresh": "30s",
+        "timezone": "",
+        "fiscalYearStartMonth": 0,
+        "liveNow": False,
+        "weekStart": "",
+        "links": [{
+            "title": "Runbook", "type": "link", "url": plan.runbook_url, "targetBlank": True,
+            "icon": "doc", "tooltip": "What each alert means and what the webhook did",
+        }],
+        "annotations": {"list": [
+            {
+                "builtIn": 1, "datasource": {"type": "grafana", "uid": "-- Grafana --"},
+                "enable": True, "hide": True, "iconColor": "rgba(0, 211, 255, 1)",
+                "name": "Annotations & Alerts", "type": "dashboard",
+            },
+            {
+                "name": "Canary alerts", "enable": True, "iconColor": "red",
+                "datasource": g.DATASOURCE,
+                "expr": f'ALERTS{{alertstate="firing", alertname=~"{alert_names}", {TRACK_SEL}}}',
+                "step": "60s", "titleFormat": "{{alertname}}",
+                "textFormat": "{{track}} {{endpoint}} trigger={{trigger}} action={{action}}",
+                "useValueForTime": False,
+            },
+            {
+                "name": "Rollback actions", "enable": True, "iconColor": "orange",
+                "datasource": g.DATASOURCE,
+                "expr": "sum by (action, outcome) (increase(canary_guard_webhook_actions_total[2m])) > 0",
+                "step": "60s", "titleFormat": "{{action}}", "textFormat": "outcome={{outcome}}",
+                "useValueForTime": False,
+            },
+        ]},
+        "templating": {"list": variables},
+        "panels": g.layout(sections),
+    }
+
+
+def datasource_provisioning(plan: Plan, prometheus_url: str = DEFAULT_PROMETHEUS_URL) -> dict[str, Any]:
+    return {
+        "apiVersion": 1,
+        "datasources": [{
+            "name": "Prometheus",
+            "type": "prometheus",
+            "uid": "prometheus",
+            "access": "proxy",
+            "url": prometheus_url,
+            "isDefault": True,
+            "editable": False,
+            # $__rate_interval is at least 4 scrape intervals: tell Grafana the real one.
+            "jsonData": {"timeInterval": format_duration(plan.prometheus.scrape_interval),
+                         "httpMethod": "POST"},
+        }],
+    }
+
+
+def dashboard_provisioning(dashboards_path: str = DEFAULT_DASHBOARDS_PATH) -> dict[str, Any]:
+    return {
+        "apiVersion": 1,
+        "providers": [{
+            "name": "canary-guard",
+            "orgId": 1,
+            "folder": "canary-guard",
+            "type": "file",
+            "disableDeletion": False,
+            "allowUiUpdates": False,
+            "updateIntervalSeconds": 30,
+            "options": {"path": dashboards_path, "foldersFromFilesStructure": False},
+        }],
+    }
+
+
+def render(plan: Plan, out: Path, prometheus_url: str = DEFAULT_PROMETHEUS_URL,
+           dashboards_path: str = DEFAULT_DASHBOARDS_PATH) -> list[Path]:
+    """Write the dashboard JSON and both provisioning files under ``out``; return their paths."""
+    header = f"# Generated by canary-guard dashboard render from plan {plan.name}: do not edit.\n"
+    files = {
+        DASHBOARD_FILE: json.dumps(build_dashboard(plan), indent=2) + "\n",
+        DATASOURCE_FILE: header + yaml.safe_dump(datasource_provisioning(plan, prometheus_url),
+                                                 sort_keys=False),
+        PROVIDER_FILE: header + yaml.safe_dump(dashboard_provisioning(dashboards_path), sort_keys=False),
+    }
+    written = []
+    for name, text in files.items():
+        path = out / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        written.append(path)
+    return written
+
+
+def queries(dashboard: dict[str, Any]) -> list[tuple[str, str]]:
+    """Every PromQL expression of the dashboard as (where, expr): panels, variables, annotations."""
+    out = []
+    for panel in dashboard["panels"]:
+        for t in panel.get("targets", []):
+            out.append((f"panel {panel['title']!r} {t['refId']}", t["expr"]))
+    for ann in dashboard["annotations"]["list"]:
+        if "expr" in ann:
+            out.append((f"annotation {ann['name']!r}", ann["expr"]))
+    for var in dashboard["templating"]["list"]:
+        if var["type"] == "query":
+            out.append((f"variable {var['name']!r}", var["definition"]))
+    return out
