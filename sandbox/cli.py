@@ -1,0 +1,63 @@
+"""``canary-guard sandbox``: run the simulated service with fault injection."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from canary_guard.cli import add_plan_argument, plan_from_args
+
+DEFAULT_LISTEN = "127.0.0.1:8000"
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """``HOST:PORT``, ``[::1]:PORT`` or ``:PORT`` (every interface)."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected HOST:PORT, e.g. 127.0.0.1:8000")
+    host = host.strip("[]") or "0.0.0.0"
+    return host, int(port)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_plan_argument(parser)
+    parser.add_argument(
+        "--listen", metavar="HOST:PORT", type=parse_listen, default=parse_listen(DEFAULT_LISTEN),
+        help=f"address to serve on (default {DEFAULT_LISTEN})",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=None,
+        help="seed the random draw of faults with rate < 1 (repeatable tests)",
+    )
+    parser.add_argument(
+        "--api-key-env", metavar="NAME", default=None,
+        help="env var holding the API key to require (default: the plan's auth.token_env); "
+             "an empty or unset variable means no auth",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    import logging
+
+    from aiohttp import web
+
+    from .app import create_app
+
+    plan = plan_from_args(args)
+    env = args.api_key_env or plan.auth.token_env
+    api_key = (os.environ.get(env, "") if env else "").strip() or None
+    host, port = args.listen
+    app = create_app(plan, api_key=api_key, seed=args.seed)
+    log = logging.getLogger("sandbox")
+    log.info(
+        "sandbox listening",
+        extra={
+            "listen": f"{host}:{port}", "plan": plan.name, "endpoints": len(plan.endpoints),
+            "auth": f"required ({env})" if api_key else "off", "seed": args.seed,
+        },
+    )
+    # run_app turns SIGTERM/SIGINT into a graceful stop; on_shutdown releases hung requests.
+    web.run_app(app, host=host, port=port, print=None, access_log=None, shutdown_timeout=2.0,
+                handle_signals=True)
+    log.info("sandbox stopped")
+    return 0
