@@ -1,0 +1,160 @@
+"""``canary-guard gate``: promote, hold or roll back a phase, with the evidence.
+
+Exit codes for pipelines: 0 promote, 2 hold, 3 rollback, 1 usage or connection errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+
+from canary_guard.cli import add_plan_argument, plan_from_args
+from canary_guard.durations import format_duration, parse_duration
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_plan_argument(parser)
+    parser.add_argument("--prometheus", metavar="URL", required=True, help="Prometheus base URL")
+    parser.add_argument("--phase", metavar="N|NAME", required=True, help="phase number (1-based) or name")
+    parser.add_argument("--window", metavar="DURATION", type=parse_duration, default=None,
+                        help="range to judge (default: the phase's criteria window)")
+    parser.add_argument("--at", metavar="TIME", default="now",
+                        help="evaluate at this time: RFC3339, unix seconds or now-DURATION (default now)")
+    parser.add_argument("--since", metavar="TIME", default=None,
+                        help="when this phase started (default: judged from the canary's first sample, "
+                             "against the durations of phases 1..N)")
+    parser.add_argument("--track", metavar="NAME", default=None,
+                        help="canary track (default: the plan's first guarded target)")
+    parser.add_argument("--baseline", metavar="NAME", default=None,
+                        help="track to compare with, or 'none' (default: analysis.baseline, else the "
+                             "first target that is not guarded)")
+    parser.add_argument("--json", action="store_true", help="print a JSON document instead of the table")
+    parser.add_argument("--timeout", type=float, default=10.0, help="HTTP timeout in seconds (default 10)")
+
+
+def pick_tracks(plan, track: str | None, baseline: str | None) -> tuple[str, str | None]:
+    names = [t.name for t in plan.targets]
+    guarded = plan.guarded_tracks()
+    track = track or (guarded[0] if guarded else None)
+    if not track:
+        raise ValueError("the plan has no guarded target: pass --track")
+    if baseline is None:
+        baseline = plan.analysis.baseline or next((t.name for t in plan.targets if not t.guarded), None)
+    elif baseline.lower() == "none":
+        baseline = None
+    for name, flag in ((track, "--track"), (baseline, "--baseline")):
+        if name is not None and name not in names:
+            # tracks are label values: allow names outside the plan, but say so on stderr
+            print(f"note: {flag} {name!r} is not a target of the plan", file=sys.stderr)
+    if baseline == track:
+        raise ValueError("--baseline must differ from --track")
+    return track, baseline
+
+
+def run(args: argparse.Namespace) -> int:
+    from .evaluate import decide, phase_index, required_elapsed
+    from .prom import Prometheus, PrometheusError, fetch_window, first_sample, parse_time
+
+    plan = plan_from_args(args)
+    try:
+        index = phase_index(plan, args.phase)
+        at = parse_time(args.at)
+        since = parse_time(args.since) if args.since else None
+        track, baseline = pick_tracks(plan, args.track, args.baseline)
+    except ValueError as err:
+        print(f"canary-guard gate: {err}", file=sys.stderr)
+        return 1
+    window = args.window or plan.phases[index].criteria.window
+    prom = Prometheus(args.prometheus, timeout=args.timeout)
+    try:
+        data = fetch_window(prom, window, at, [t for t in (track, baseline) if t])
+        started = since
+        need = required_elapsed(plan, index, since is not None)
+        if started is None and need is not None:
+            started = first_sample(prom, track, need + 3600, at)
+    except PrometheusError as err:
+        print(f"canary-guard gate: {err}", file=sys.stderr)
+        return 1
+    finally:
+        prom.close()
+    report = decide(plan, index, track, baseline, window, at, data, started, since is not None)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2, default=_json_default))
+    else:
+        print(render(report))
+    return report.exit_code
+
+
+def _json_default(o):
+    if isinstance(o, float) and math.isinf(o):
+        return None
+    raise TypeError(type(o).__name__)
+
+
+# --- the table for people ------------------------------------------------------------------
+
+_MARK = {"pass": "ok", "fail": "BREACH", "insufficient": "not shown"}
+
+
+def fmt_value(v: float | None, unit: str) -> str:
+    if v is None:
+        return "-"
+    if unit == "ratio":
+        return f"{v * 100:.3f}%"
+    if unit == "seconds":
+        return f"{v * 1000:.0f}ms" if v < 10 else f"{v:.1f}s"
+    return f"{v:g}"
+
+
+def table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows, strict=True)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    for row in rows:
+        lines.append("  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=True)).rstrip())
+    return "\n".join(lines)
+
+
+def render(report) -> str:
+    at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(report.at))
+    out = [
+        f"{report.decision.upper()}  phase {report.phase} of plan {report.plan}, track {report.track}"
+        + (f" vs {report.baseline}" if report.baseline else ""),
+        f"window {report.window} ending {at}",
+        "",
+    ]
+    rows = []
+    for c in report.criteria:
+        rows.append([c.name, fmt_value(c.value, c.unit), f"{c.op} {fmt_value(c.threshold, c.unit)}",
+                     str(c.probes), _MARK[c.verdict], c.detail])
+    t = report.timing
+    if t["required"] is not None:
+        elapsed = format_duration(round(t["elapsed"])) if t["elapsed"] is not None else "-"
+        rows.append(["phase_duration", elapsed, f">= {format_duration(t['required'])}", "",
+                     _MARK[t["verdict"]], "since the first canary sample" if t["started"] else "no samples"])
+    out.append(table(["CRITERION", "VALUE", "THRESHOLD", "PROBES", "VERDICT", "EVIDENCE"], rows))
+    if report.comparison:
+        out += ["", f"canary vs {report.baseline} (per endpoint, Holm-corrected)"]
+        rows = []
+        for r in report.comparison:
+            lat, err = r.latency, r.errors
+            rows.append([
+                r.endpoint, f"{r.canary_probes}/{r.baseline_probes}",
+                _pct(lat.get("median_change")) if lat else "-",
+                f"{lat['cliffs_delta']:+.2f} [{lat['cliffs_delta_ci'][0]:+.2f},{lat['cliffs_delta_ci'][1]:+.2f}]"
+                if lat else "-",
+                f"{lat['p_holm']:.2g}" if lat else "-",
+                f"{err['canary_ratio']:.2%} vs {err['baseline_ratio']:.2%}" if err else "-",
+                f"{err['p_holm']:.2g}" if err else "-",
+                r.verdict.upper() if r.verdict == "regression" else r.verdict,
+            ])
+        out.append(table(["ENDPOINT", "PROBES", "MEDIAN", "CLIFF'S DELTA [CI]", "P(LAT)", "FAILURES",
+                          "P(ERR)", "VERDICT"], rows))
+    out += ["", "reasons:"] + [f"  - {r}" for r in report.reasons]
+    return "\n".join(out)
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{v:+.0%}"
