@@ -1,0 +1,58 @@
+"""Wire the exporter together and run it until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from aiohttp import web
+
+from canary_guard import __version__
+
+from .metrics import Metrics
+from .probe import build_request, new_session
+from .scheduler import Job, Scheduler
+from .server import create_app
+
+log = logging.getLogger("canary_guard.exporter")
+
+
+async def serve(plan, targets: dict[str, str], auth_headers: dict[str, str], host: str, port: int,
+                interval: float, timeout: float) -> int:
+    metrics = Metrics(__version__, plan.name)
+    jobs = [
+        Job(build_request(track, url, ep, auth_headers), metrics.add(track, ep.name))
+        for track, url in targets.items()
+        for ep in plan.endpoints
+    ]
+    concurrency = plan.probe.concurrency
+    session = new_session(concurrency, interval)
+    scheduler = Scheduler(jobs, session, metrics, interval=interval, timeout=timeout,
+                          max_body=plan.probe.max_body_bytes, concurrency=concurrency)
+    runner = web.AppRunner(create_app(metrics, scheduler, plan.name, __version__), access_log=None,
+                           handle_signals=False)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port, reuse_address=True)
+        await site.start()
+    except OSError:
+        await runner.cleanup()
+        await session.close()
+        raise
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    scheduler.start()
+    log.info("exporter started", extra={
+        "listen": f"{host}:{port}", "plan": plan.name, "targets": ",".join(targets),
+        "endpoints": len(plan.endpoints), "interval": interval, "timeout": timeout,
+        "concurrency": concurrency})
+    await stop.wait()
+    log.info("stopping: finishing in-flight probes")
+    await scheduler.stop(grace=min(timeout, 5.0))
+    await session.close()
+    await runner.cleanup()
+    log.info("stopped", extra={"probes_completed": scheduler.probes})
+    return 0

@@ -1,0 +1,96 @@
+"""``canary-guard exporter``: probe the plan's endpoints and serve Prometheus metrics."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import sys
+
+from canary_guard.cli import add_plan_argument, plan_from_args
+
+log = logging.getLogger("canary_guard.exporter")
+
+DEFAULT_LISTEN = "127.0.0.1:9111"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_plan_argument(parser)
+    parser.add_argument("--listen", default=DEFAULT_LISTEN, metavar="HOST:PORT",
+                        help=f"address for /metrics and /healthz (default {DEFAULT_LISTEN})")
+    parser.add_argument("--target", action="append", default=[], metavar="NAME=URL",
+                        help="probe track NAME at URL (replaces the plan's URL for NAME, or adds "
+                             "a track); repeatable")
+    parser.add_argument("--interval", default=None, metavar="S",
+                        help="probe interval per endpoint, e.g. 15s or 0.5 (default: plan)")
+    parser.add_argument("--timeout", default=None, metavar="S",
+                        help="per-probe timeout (default: plan)")
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"--listen {value!r}: expected HOST:PORT, e.g. {DEFAULT_LISTEN}")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def resolve_targets(plan, overrides: list[str]) -> dict[str, str]:
+    """Track name -> base URL: the plan's targets, with ``NAME=URL`` overrides applied."""
+    from canary_guard.plan import NAME_RE
+
+    targets = {t.name: t.url for t in plan.targets}
+    for item in overrides:
+        name, sep, url = item.partition("=")
+        if not sep or not re.match(NAME_RE, name):
+            raise ValueError(f"--target {item!r}: expected NAME=URL with NAME like 'canary'")
+        if not re.match(r"^https?://[^/\s]+", url):
+            raise ValueError(f"--target {item!r}: URL must start with http:// or https://")
+        targets[name] = url.rstrip("/")
+    return targets
+
+
+def seconds(value: str) -> float:
+    """A duration ("15s", "500ms") or a bare number of seconds ("0.5")."""
+    from canary_guard.durations import parse_duration
+
+    try:
+        return float(value)
+    except ValueError:
+        return parse_duration(value)
+
+
+def run(args: argparse.Namespace) -> int:
+    import asyncio
+
+    plan = plan_from_args(args)
+    try:
+        host, port = parse_listen(args.listen)
+        targets = resolve_targets(plan, args.target)
+        interval = seconds(args.interval) if args.interval else plan.probe.interval
+        timeout = seconds(args.timeout) if args.timeout else plan.probe.timeout
+        if args.timeout is None and timeout > interval:
+            timeout = interval  # a shorter --interval than the plan's timeout: fit the timeout
+        if not (interval > 0 and 0 < timeout <= interval):
+            raise ValueError(f"--timeout {timeout}s must be > 0 and not exceed the interval {interval}s")
+        auth_headers = plan.auth.headers()  # read once, at start
+    except (ValueError, OSError) as err:
+        print(f"canary-guard exporter: {err}", file=sys.stderr)
+        return 2
+    effective = plan.model_copy(update={"probe": plan.probe.model_copy(
+        update={"interval": interval, "timeout": timeout})})
+    for warning in effective.budget_warnings():
+        log.warning("probe budget", extra={"problem": warning})
+    if plan.auth.token_env or plan.auth.token_file:
+        if auth_headers:
+            log.info("auth header set", extra={"header": plan.auth.header})
+        else:
+            log.warning("no API token: probing without auth", extra={
+                "token_env": plan.auth.token_env or "", "token_file": plan.auth.token_file or ""})
+
+    from .app import serve
+
+    try:
+        return asyncio.run(serve(plan, targets, auth_headers, host, port, interval, timeout))
+    except OSError as err:
+        log.error("cannot start", extra={"listen": args.listen, "error": err.strerror or str(err)})
+        return 1

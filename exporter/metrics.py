@@ -1,0 +1,231 @@
+"""The metric contract and its exposition (Prometheus text format 0.0.4).
+
+The exporter owns its exposition instead of going through prometheus_client's registry:
+at 10,000 endpoints there are ~350,000 samples, and the generic path (a Sample object and
+a label escape per sample per scrape) takes seconds. Here every (track, endpoint) keeps
+plain numbers in a ``Series`` that a probe updates in place, each family has one
+pre-rendered ``%``-template per series (labels escaped once, at start), and a scrape is
+one ``template % values`` per series and family, joined. The output keeps HELP and TYPE for
+every family, ``_bucket``/``le`` with ``+Inf``, ``_sum`` and ``_count`` for the histogram and
+``_total`` for counters; ``promtool check metrics`` prints nothing for it (tested).
+
+Every label combination exists from the first scrape, with 0: outcomes, error reasons and
+PII kinds are fixed, bounded sets (see ``judge``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from bisect import bisect_left
+
+from .judge import ERROR_REASONS, OUTCOMES, PII_KINDS, ProbeOutcome
+
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0)
+SKIP_REASONS = ("busy", "backoff")  # a tick that did not probe: previous probe still running / 429
+
+_OUTCOME_INDEX = {o: i for i, o in enumerate(OUTCOMES)}
+_REASON_INDEX = {r: i for i, r in enumerate(ERROR_REASONS)}
+_PII_INDEX = {k: i for i, k in enumerate(PII_KINDS)}
+_SKIP_INDEX = {k: i for i, k in enumerate(SKIP_REASONS)}
+# dirty bits, one per family (FAMILIES order)
+_HIST, _OUTCOMES, _ERRORS, _STREAK, _PII, _SUCCESS, _LAST, _STATUS, _SKIPPED = (1 << i for i in range(9))
+_ALL = (1 << 9) - 1
+
+# (name, type, help) in exposition order
+FAMILIES = (
+    ("canary_probe_duration_seconds", "histogram",
+     "Duration of probes that got a complete response, from request to last body byte."),
+    ("canary_probes_total", "counter", "Probes by outcome: success, error, null or disabled."),
+    ("canary_probe_errors_total", "counter", "Probes with outcome error, by reason."),
+    ("canary_probe_null_streak", "gauge",
+     "Consecutive null responses right now; 0 after any non-null response."),
+    ("canary_probe_pii_exposures_total", "counter",
+     "Responses that contained unredacted PII, by kind (email, ssn, phone, card)."),
+    ("canary_probe_success", "gauge", "1 when the last probe's outcome was success, else 0."),
+    ("canary_probe_last_timestamp_seconds", "gauge",
+     "Unix time at which the last probe finished (0 before the first)."),
+    ("canary_probe_status_code", "gauge", "HTTP status of the last probe's response (0: none)."),
+    ("canary_probe_skipped_total", "counter",
+     "Scheduled probes not sent: previous probe still running (busy) or rate-limit backoff."),
+)
+
+
+def escape_label(value: str) -> str:
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+
+
+def _float(v: float) -> str:
+    if v == math.inf:
+        return "+Inf"
+    return repr(float(v))
+
+
+class Series:
+    """The numbers of one (track, endpoint), updated in place by ``record``.
+
+    ``cache[f]`` holds the rendered lines of family ``f`` (FAMILIES order) and bit ``f`` of
+    ``dirty`` says they are stale: a scrape only re-formats what changed since the last one.
+    """
+
+    __slots__ = ("track", "endpoint", "outcomes", "errors", "pii", "buckets", "sum", "streak",
+                 "success", "last", "status", "skipped", "templates", "cache", "dirty")
+
+    def __init__(self, track: str, endpoint: str):
+        self.track = track
+        self.endpoint = endpoint
+        self.outcomes = [0] * len(OUTCOMES)
+        self.errors = [0] * len(ERROR_REASONS)
+        self.pii = [0] * len(PII_KINDS)
+        self.buckets = [0] * (len(BUCKETS) + 1)  # cumulative; the last one is +Inf == count
+        self.sum = 0.0
+        self.streak = 0
+        self.success = 0
+        self.last = 0.0
+        self.status = 0
+        self.skipped = [0] * len(SKIP_REASONS)
+        self.templates = _templates(track, endpoint)
+        self.cache = [""] * len(FAMILIES)
+        self.dirty = _ALL
+
+    def observe(self, seconds: float) -> None:
+        self.sum += seconds
+        b = self.buckets
+        for i in range(bisect_left(BUCKETS, seconds), len(b)):
+            b[i] += 1
+        self.dirty |= _HIST
+
+    def record(self, outcome: ProbeOutcome, now: float | None = None) -> None:
+        dirty = _OUTCOMES | _LAST
+        self.outcomes[_OUTCOME_INDEX[outcome.outcome]] += 1
+        if outcome.reason is not None:
+            self.errors[_REASON_INDEX[outcome.reason]] += 1
+            dirty |= _ERRORS
+        if outcome.pii:
+            for kind in outcome.pii:
+                self.pii[_PII_INDEX[kind]] += 1
+            dirty |= _PII
+        if outcome.duration is not None:
+            self.observe(outcome.duration)
+        streak = self.streak + 1 if outcome.outcome == "null" else 0
+        success = 1 if outcome.outcome == "success" else 0
+        status = outcome.status or 0
+        if streak != self.streak:
+            self.streak = streak
+            dirty |= _STREAK
+        if success != self.success:
+            self.success = success
+            dirty |= _SUCCESS
+        if status != self.status:
+            self.status = status
+            dirty |= _STATUS
+        self.last = time.time() if now is None else now
+        self.dirty |= dirty
+
+    def skip(self, reason: str) -> None:
+        self.skipped[_SKIP_INDEX[reason]] += 1
+        self.dirty |= _SKIPPED
+
+    def values(self, family: int) -> tuple:
+        """The tuple that family ``family``'s template is filled with."""
+        if family == 0:
+            return (*self.buckets, self.sum, self.buckets[-1])
+        return (
+            None, self.outcomes, self.errors, (self.streak,), self.pii, (self.success,),
+            (self.last,), (self.status,), self.skipped,
+        )[family]
+
+    def rendered(self, family: int) -> str:
+        text = self.templates[family] % tuple(self.values(family))
+        self.cache[family] = text
+        self.dirty &= ~(1 << family)
+        return text
+
+
+def _templates(track: str, endpoint: str) -> tuple[str, ...]:
+    base = f'track="{escape_label(track)}",endpoint="{escape_label(endpoint)}"'
+    hist = "".join(
+        f'canary_probe_duration_seconds_bucket{{{base},le="{_float(le)}"}} %d\n'
+        for le in (*BUCKETS, math.inf)
+    )
+    hist += (f"canary_probe_duration_seconds_sum{{{base}}} %r\n"
+             f"canary_probe_duration_seconds_count{{{base}}} %d\n")
+
+    def labelled(name: str, label: str, values: tuple[str, ...]) -> str:
+        return "".join(f'{name}{{{base},{label}="{v}"}} %d\n' for v in values)
+
+    return (
+        hist,
+        labelled("canary_probes_total", "outcome", OUTCOMES),
+        labelled("canary_probe_errors_total", "reason", ERROR_REASONS),
+        f"canary_probe_null_streak{{{base}}} %d\n",
+        labelled("canary_probe_pii_exposures_total", "kind", PII_KINDS),
+        f"canary_probe_success{{{base}}} %d\n",
+        f"canary_probe_last_timestamp_seconds{{{base}}} %r\n",
+        f"canary_probe_status_code{{{base}}} %d\n",
+        labelled("canary_probe_skipped_total", "reason", SKIP_REASONS),
+    )
+
+
+class Metrics:
+    """All series of the exporter, plus the info and self metrics; ``render()`` is /metrics."""
+
+    def __init__(self, version: str, plan_name: str):
+        self.series: list[Series] = []
+        self._by_key: dict[tuple[str, str], Series] = {}
+        self.info = (
+            "# HELP canary_guard_info canary-guard version and the plan it runs.\n"
+            "# TYPE canary_guard_info gauge\n"
+            f'canary_guard_info{{version="{escape_label(version)}",plan="{escape_label(plan_name)}"}} 1\n'
+        )
+        self.inflight = 0  # probes running right now (set by the scheduler)
+        self.started = time.time()
+
+    def add(self, track: str, endpoint: str) -> Series:
+        key = (track, endpoint)
+        if key not in self._by_key:
+            s = Series(track, endpoint)
+            self.series.append(s)
+            self._by_key[key] = s
+        return self._by_key[key]
+
+    def get(self, track: str, endpoint: str) -> Series:
+        return self._by_key[(track, endpoint)]
+
+    def render(self) -> str:
+        series = self.series
+        parts = [self.info]
+        for f, (name, kind, help_text) in enumerate(FAMILIES):
+            parts.append(f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n")
+            bit = 1 << f
+            parts.extend([s.rendered(f) if s.dirty & bit else s.cache[f] for s in series])
+        parts.append(
+            "# HELP canary_guard_exporter_inflight_probes Probes in flight right now.\n"
+            "# TYPE canary_guard_exporter_inflight_probes gauge\n"
+            f"canary_guard_exporter_inflight_probes {self.inflight}\n"
+            "# HELP canary_guard_exporter_series Probed (track, endpoint) pairs.\n"
+            "# TYPE canary_guard_exporter_series gauge\n"
+            f"canary_guard_exporter_series {len(series)}\n"
+            "# HELP canary_guard_exporter_start_time_seconds Unix time the exporter started.\n"
+            "# TYPE canary_guard_exporter_start_time_seconds gauge\n"
+            f"canary_guard_exporter_start_time_seconds {self.started!r}\n"
+        )
+        parts.append(_process_metrics())
+        return "".join(parts)
+
+
+_PROC = None
+
+
+def _process_metrics() -> str:
+    """process_* (CPU, RSS, fds) from prometheus_client's ProcessCollector: a dozen samples."""
+    global _PROC
+    try:
+        from prometheus_client import CollectorRegistry, generate_latest
+        from prometheus_client.process_collector import ProcessCollector
+    except ImportError:  # pragma: no cover
+        return ""
+    if _PROC is None:
+        _PROC = CollectorRegistry()
+        ProcessCollector(registry=_PROC)
+    return generate_latest(_PROC).decode()
