@@ -1,0 +1,435 @@
+"""The whole loop on loopback: sandboxes, exporter, webhook, Prometheus and Alertmanager.
+
+Every component runs as a real process through the shipped command line
+(``python -m canary_guard <component> ...``), each in its own session, with its output in a
+log file in one temporary directory. Every process is stopped by PID (SIGTERM, then SIGKILL
+after a grace period) when the stack stops: at the end, on Ctrl-C, on SIGTERM and at exit.
+
+One derived plan file drives every component: the plan with its demo settings applied,
+targets pointed at the sandboxes, the feature-flag actions at the canary sandbox, the
+kubectl action at a recording stand-in and the Alertmanager receiver at the webhook.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from canary_guard.plan import DisableFeature, KubectlRollback, Plan
+
+CLI = [sys.executable, "-m", "canary_guard"]
+HOST = "127.0.0.1"
+GRACE = 5.0  # seconds between SIGTERM and SIGKILL
+
+INSTALL_HINT = "apt-get update && apt-get install -y prometheus prometheus-alertmanager"
+BINARIES = {"prometheus": "prometheus", "alertmanager": "prometheus-alertmanager"}
+
+# The recording stand-in for kubectl: appends its argv as one JSON line, answers like kubectl.
+KUBECTL_STANDIN = '''#!{python} -S
+# canary-guard demo: a recording stand-in for kubectl. It changes nothing; it appends its
+# argv as one JSON line to {record} and answers the way `kubectl rollout undo` does.
+import json, sys, time
+argv = sys.argv[1:]
+with open({record!r}, "a") as f:
+    f.write(json.dumps({{"time": time.time(), "argv": argv}}) + "\\n")
+name = next((a.split("/", 1)[1] for a in argv if a.startswith("deployment/")), "unknown")
+print(f"deployment.apps/{{name}} rolled back")
+'''
+
+
+class StackError(RuntimeError):
+    """The stack could not be brought up; the message says what to do."""
+
+
+def missing_binaries() -> list[str]:
+    return [b for b in BINARIES.values() if not shutil.which(b)]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def http_get(url: str, timeout: float = 2.0, headers: dict[str, str] | None = None):
+    """GET url and decode JSON (or return text); raises OSError on connection problems."""
+    req = urllib.request.Request(url, headers=headers or {})
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        body = resp.read()
+    try:
+        return json.loads(body)
+    except ValueError:
+        return body.decode(errors="replace")
+
+
+def http_send(method: str, url: str, payload=None, timeout: float = 5.0,
+              headers: dict[str, str] | None = None):
+    data = None if payload is None else json.dumps(payload).encode()
+    hdrs = {"Content-Type": "application/json", **(headers or {})}
+    req = urllib.request.Request(url, data=data, method=method, headers=hdrs)
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        body = resp.read()
+    try:
+        return json.loads(body) if body else None
+    except ValueError:
+        return body.decode(errors="replace")
+
+
+@dataclass
+class Component:
+    """One process of the stack: how to start it and how to tell that it is ready."""
+
+    name: str
+    argv: list[str]
+    url: str
+    ready_path: str
+    env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+class Stack:
+    """Starts, supervises and stops the demo's processes. Use as a context manager."""
+
+    def __init__(self, plan: Plan, workdir: str | Path | None = None, *, keep_workdir: bool = False,
+                 log=None):
+        if missing_binaries():
+            raise StackError(
+                f"{', '.join(missing_binaries())} not found. Install Prometheus and Alertmanager "
+                f"(Debian packages), as root:\n  {INSTALL_HINT}"
+            )
+        self.source_plan = plan
+        self._own_dir = workdir is None
+        self.dir = Path(workdir or tempfile.mkdtemp(prefix="canary-guard-demo-"))
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.keep_workdir = keep_workdir or not self._own_dir
+        self.logs = self.dir / "logs"
+        self.logs.mkdir(exist_ok=True)
+        self.log = log or (lambda msg: None)
+        self.components: dict[str, Component] = {}
+        self.record_file = self.dir / "kubectl-calls.jsonl"
+        self.kubectl = self.dir / "bin" / "kubectl"
+        self.plan_file = self.dir / "plan.yaml"
+        self.rules_dir = self.dir / "rules"
+        self.webhook_db = self.dir / "webhook.db"
+        self.webhook_token = secrets.token_urlsafe(24)
+        self.service_key = secrets.token_urlsafe(24)
+        self._stopped = False
+        self._ports: dict[str, int] = {}
+        self.plan: Plan | None = None
+        self.canary_track = (plan.guarded_tracks() or [plan.targets[0].name])[0]
+
+    # -- addresses -----------------------------------------------------------------------
+
+    def port(self, name: str) -> int:
+        if name not in self._ports:
+            self._ports[name] = free_port()
+        return self._ports[name]
+
+    def url(self, name: str) -> str:
+        return f"http://{HOST}:{self.port(name)}"
+
+    def sandbox_url(self, track: str | None = None) -> str:
+        return self.url(f"sandbox-{track or self.canary_track}")
+
+    @property
+    def prometheus_url(self) -> str:
+        return self.url("prometheus")
+
+    @property
+    def alertmanager_url(self) -> str:
+        return self.url("alertmanager")
+
+    @property
+    def exporter_url(self) -> str:
+        return self.url("exporter")
+
+    @property
+    def webhook_url(self) -> str:
+        return self.url("webhook")
+
+    def service_headers(self) -> dict[str, str]:
+        """Headers the sandbox wants (the plan's auth, with the demo's generated key)."""
+        auth = self.source_plan.auth
+        if not auth.token_env:
+            return {}
+        return {auth.header: f"{auth.scheme} {self.service_key}" if auth.scheme else self.service_key}
+
+    # -- the derived plan ----------------------------------------------------------------
+
+    def derive_plan(self) -> Plan:
+        """The plan every component gets: demo settings, loopback addresses, stand-ins."""
+        plan = self.source_plan.with_demo_settings()
+        canary = self.sandbox_url()
+        targets = [t.model_copy(update={"url": self.sandbox_url(t.name)}) for t in plan.targets]
+        actions = {}
+        for name, action in plan.actions.items():
+            if isinstance(action, KubectlRollback):
+                action = action.model_copy(update={"kubectl": str(self.kubectl)})
+            elif isinstance(action, DisableFeature):
+                action = action.model_copy(update={"url": canary})
+            actions[name] = action
+        alertmanager = plan.alertmanager.model_copy(update={
+            "webhook_url": f"{self.webhook_url}/alerts",
+            "credentials_file": str(self.dir / "webhook-token"),
+        })
+        return plan.model_copy(update={
+            "targets": targets, "actions": actions, "alertmanager": alertmanager,
+        })
+
+    def _write_files(self) -> None:
+        self.plan = self.derive_plan()
+        self.plan_file.write_text(
+            "# Written by canary-guard demo: the plan with its demo settings, on loopback.\n"
+            + self.plan.to_yaml()
+        )
+        (self.dir / "webhook-token").write_text(self.webhook_token + "\n")
+        os.chmod(self.dir / "webhook-token", 0o600)
+        self.kubectl.parent.mkdir(exist_ok=True)
+        self.kubectl.write_text(KUBECTL_STANDIN.format(python=sys.executable, record=str(self.record_file)))
+        self.kubectl.chmod(0o755)
+        self.record_file.touch()
+
+    def _render_rules(self) -> None:
+        out = subprocess.run(
+            [*CLI, "rules", "render", "--plan", str(self.plan_file), "--out", str(self.rules_dir)],
+            capture_output=True, text=True, timeout=60,
+        )
+        if out.returncode != 0:
+            raise StackError(f"canary-guard rules render failed:\n{out.stdout}{out.stderr}")
+
+    def _prometheus_config(self) -> Path:
+        plan = self.plan
+        assert plan is not None
+        rules = self.rules_dir / "canary-guard.rules.yml"
+        config = {
+            "global": {
+                "scrape_interval": _dur(plan.prometheus.scrape_interval),
+                "evaluation_interval": _dur(plan.prometheus.evaluation_interval),
+                "scrape_timeout": _dur(min(plan.prometheus.scrape_interval, 10.0)),
+            },
+            "rule_files": [str(rules)],
+            "alerting": {"alertmanagers": [
+                {"static_configs": [{"targets": [f"{HOST}:{self.port('alertmanager')}"]}]}
+            ]},
+            "scrape_configs": [
+                {"job_name": plan.prometheus.job,
+                 "static_configs": [{"targets": [f"{HOST}:{self.port('exporter')}"]}]},
+                {"job_name": "canary-guard-webhook",
+                 "static_configs": [{"targets": [f"{HOST}:{self.port('webhook')}"]}]},
+            ],
+        }
+        path = self.dir / "prometheus.yml"
+        path.write_text(json.dumps(config, indent=2))  # JSON is YAML
+        return path
+
+    # -- components ----------------------------------------------------------------------
+
+    def _define(self) -> None:
+        plan_arg = ["--plan", str(self.plan_file)]
+        service_env = {}
+        if self.source_plan.auth.token_env:
+            service_env[self.source_plan.auth.token_env] = self.service_key
+        if self.source_plan.webhook.service_token_env:
+            service_env[self.source_plan.webhook.service_token_env] = self.service_key
+        for target in self.plan.targets:
+            name = f"sandbox-{target.name}"
+            self._add(name, [*CLI, "sandbox", "--plan", str(self.plan_file),
+                             "--listen", f"{HOST}:{self.port(name)}"], "/healthz", service_env)
+        self._add("exporter", [*CLI, "exporter", *plan_arg, "--listen", f"{HOST}:{self.port('exporter')}"],
+                  "/metrics", service_env)
+        self._add("webhook", [*CLI, "webhook", *plan_arg, "--listen", f"{HOST}:{self.port('webhook')}",
+                              "--db", str(self.webhook_db)], "/healthz",
+                  {**service_env, self.source_plan.webhook.token_env: self.webhook_token})
+        am_config = self.rules_dir / "alertmanager.yml"
+        self._add("alertmanager", [
+            shutil.which(BINARIES["alertmanager"]), f"--config.file={am_config}",
+            f"--storage.path={self.dir / 'alertmanager-data'}",
+            f"--web.listen-address={HOST}:{self.port('alertmanager')}",
+            f"--web.external-url={self.alertmanager_url}",
+            "--cluster.listen-address=",
+        ], "/-/ready")
+        self._add("prometheus", [
+            shutil.which(BINARIES["prometheus"]), f"--config.file={self._prometheus_config()}",
+            f"--storage.tsdb.path={self.dir / 'prometheus-data'}",
+            f"--web.listen-address={HOST}:{self.port('prometheus')}",
+            f"--web.external-url={self.prometheus_url}",
+            "--web.enable-lifecycle",
+        ], "/-/ready")
+
+    def _add(self, name: str, argv: list[str], ready_path: str, env: dict[str, str] | None = None) -> None:
+        self.components[name] = Component(name, argv, self.url(name), ready_path, dict(env or {}))
+
+    def start_component(self, name: str, timeout: float = 30.0) -> Component:
+        comp = self.components[name]
+        if comp.running:
+            return comp
+        with open(self.logs / f"{name}.log", "ab") as log:
+            comp.proc = subprocess.Popen(
+                comp.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env={**os.environ, **comp.env}, start_new_session=True, cwd=self.dir,
+            )
+        self._wait_ready(comp, timeout)
+        return comp
+
+    def _wait_ready(self, comp: Component, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        url = comp.url + comp.ready_path
+        while time.monotonic() < deadline:
+            if comp.proc.poll() is not None:
+                raise StackError(f"{comp.name} exited with {comp.proc.returncode}:\n{self.tail(comp.name)}")
+            try:
+                urllib.request.urlopen(url, timeout=1).read()
+                return
+            except urllib.error.HTTPError as err:
+                if err.code < 500:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise StackError(f"{comp.name} not ready at {url} within {timeout:.0f}s:\n{self.tail(comp.name)}")
+
+    def stop_component(self, name: str, sig: int = signal.SIGTERM, grace: float = GRACE) -> int | None:
+        """Stop one component by its PID (its own process group): sig, then SIGKILL."""
+        comp = self.components.get(name)
+        if comp is None or comp.proc is None:
+            return None
+        proc = comp.proc
+        if proc.poll() is None:
+            _signal(proc.pid, sig)
+            try:
+                proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                _signal(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+        return proc.returncode
+
+    def restart_component(self, name: str) -> Component:
+        self.stop_component(name)
+        return self.start_component(name)
+
+    def tail(self, name: str, chars: int = 3000) -> str:
+        path = self.logs / f"{name}.log"
+        return path.read_text(errors="replace")[-chars:] if path.exists() else "(no log)"
+
+    # -- the whole stack -----------------------------------------------------------------
+
+    ORDER = ("sandboxes", "exporter", "webhook", "alertmanager", "prometheus")
+
+    def start(self) -> Stack:
+        atexit.register(self.stop)
+        self._write_files()
+        self._render_rules()
+        self._define()
+        names = [n for n in self.components if n.startswith("sandbox-")]
+        names += ["exporter", "webhook", "alertmanager", "prometheus"]
+        for name in names:
+            self.log(f"starting {name:<16} {self.components[name].url}")
+            self.start_component(name)
+        return self
+
+    def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        for name in reversed(list(self.components)):
+            self.stop_component(name)
+        if not self.keep_workdir:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> Stack:
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # -- reading the stack's state -------------------------------------------------------
+
+    def kubectl_calls(self) -> list[dict]:
+        """What the kubectl stand-in recorded, one dict (time, argv) per call."""
+        if not self.record_file.exists():
+            return []
+        return [json.loads(line) for line in self.record_file.read_text().splitlines() if line.strip()]
+
+    def prometheus_alerts(self) -> list[dict]:
+        return http_get(f"{self.prometheus_url}/api/v1/alerts")["data"]["alerts"]
+
+    def alertmanager_alerts(self) -> list[dict]:
+        return http_get(f"{self.alertmanager_url}/api/v2/alerts")
+
+    def actions(self) -> list[dict]:
+        """The webhook's audit trail (GET /api/actions), oldest first."""
+        data = http_get(f"{self.webhook_url}/api/actions?limit=1000", timeout=3,
+                        headers={"Authorization": f"Bearer {self.webhook_token}"})
+        if isinstance(data, dict):
+            for key in ("actions", "items", "records", "data"):
+                if isinstance(data.get(key), list):
+                    data = data[key]
+                    break
+        return sorted(data or [], key=lambda a: str(a.get("id", a.get("created_at", ""))).zfill(12))
+
+    def system_status(self, track: str | None = None) -> dict:
+        return http_get(f"{self.sandbox_url(track)}/elite/system-status", headers=self.service_headers())
+
+    def disabled_features(self, track: str | None = None) -> list[str]:
+        feats = self.system_status(track).get("features", {})
+        return sorted(n for n, f in feats.items() if isinstance(f, dict) and not f.get("enabled", True))
+
+    def exporter_metrics(self) -> str:
+        return http_get(f"{self.exporter_url}/metrics")
+
+    def inject(self, fault: dict, track: str | None = None):
+        return http_send("POST", f"{self.sandbox_url(track)}/-/faults", fault, headers=self.service_headers())
+
+    def clear_faults(self, track: str | None = None) -> None:
+        http_send("DELETE", f"{self.sandbox_url(track)}/-/faults", headers=self.service_headers())
+
+    def enable_features(self, features: list[str], track: str | None = None) -> None:
+        http_send("POST", f"{self.sandbox_url(track)}/elite/config/enable", {"features": features},
+                  headers=self.service_headers())
+
+
+def _dur(seconds: float) -> str:
+    from canary_guard.durations import format_duration
+
+    return format_duration(seconds)
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def install_signal_handlers() -> None:
+    """Turn SIGTERM into SystemExit so that ``finally`` blocks and atexit stop the stack."""
+
+    def _term(signum, frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _term)
+    signal.signal(signal.SIGHUP, _term)

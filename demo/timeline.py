@@ -1,0 +1,324 @@
+"""Run one scenario against a running stack and print what happened, second by second.
+
+Every ~0.25 s it reads the exporter's /metrics, Prometheus' and Alertmanager's alerts, the
+webhook's audit trail, the kubectl stand-in's record and the canary's feature flags, and
+prints each change with the seconds since the fault was injected:
+
+     0.0s  fault injected: continual_learning answers 200 with a null body
+     0.9s  exporter: first bad probe (null) of canary/continual_learning
+     ...
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+
+from .scenarios import Scenario
+from .stack import Stack
+
+POLL = 0.25
+
+
+@dataclass
+class Result:
+    scenario: str
+    alert: str
+    action: str
+    ok: bool = False
+    alerts_seen: list[str] = field(default_factory=list)
+    fault_at: float = 0.0                 # epoch seconds
+    action_at: float | None = None        # epoch seconds the action finished (first one)
+    action_alert: str | None = None       # the alert whose notification ran it
+    resolved: bool = False
+    rollbacks: int = 0
+    disabled: list[str] = field(default_factory=list)
+    actions: list[dict] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    events: list[tuple[float, str]] = field(default_factory=list)
+
+    @property
+    def seconds_to_action(self) -> float | None:
+        return None if self.action_at is None else self.action_at - self.fault_at
+
+
+_SAMPLE = re.compile(r'^(\w+)\{([^}]*)\}\s+(\S+)', re.M)
+_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def probe_counters(metrics: str, track: str) -> dict[str, float]:
+    """Sums of the exporter's bad-probe counters of one track: by outcome, PII, slow probes."""
+    out: dict[str, float] = {"error": 0.0, "null": 0.0, "pii": 0.0, "slow": 0.0, "probes": 0.0}
+    slow_total = slow_fast = 0.0
+    for name, labels, value in _SAMPLE.findall(metrics):
+        lab = dict(_LABEL.findall(labels))
+        if lab.get("track") != track:
+            continue
+        v = float(value)
+        if name == "canary_probes_total":
+            out["probes"] += v
+            if lab.get("outcome") in ("error", "null"):
+                out[lab["outcome"]] += v
+        elif name == "canary_probe_pii_exposures_total":
+            out["pii"] += v
+        elif name == "canary_probe_duration_seconds_count":
+            slow_total += v
+        elif name == "canary_probe_duration_seconds_bucket" and lab.get("le") in ("1", "1.0"):
+            slow_fast += v
+    out["slow"] = slow_total - slow_fast
+    return out
+
+
+class Watcher:
+    """Reads the stack's state and reports what changed since the last look."""
+
+    def __init__(self, stack: Stack, track: str):
+        self.stack = stack
+        self.track = track
+        self.prom: dict[tuple, str] = {}
+        self.am: set[tuple] = set()
+        self.action_ids: set = {a.get("id") for a in self._actions()}
+        self.kubectl_seen = len(stack.kubectl_calls())
+        self.disabled = set(self._disabled())
+        self.counters = self._counters()
+        self.first_bad_seen = False
+        self.ever_alerts: set[str] = set()
+
+    def _actions(self) -> list[dict]:
+        try:
+            return self.stack.actions()
+        except OSError:
+            return []  # the webhook is down (the restart scenario) or busy
+
+    def _disabled(self) -> list[str]:
+        try:
+            return self.stack.disabled_features()
+        except OSError:
+            return []
+
+    def _counters(self) -> dict[str, float] | None:
+        try:
+            return probe_counters(self.stack.exporter_metrics(), self.track)
+        except OSError:
+            return None
+
+    def poll(self) -> list[str]:
+        """Human-readable lines for everything that changed."""
+        lines: list[str] = []
+        counters = self._counters()
+        if counters and self.counters and not self.first_bad_seen:
+            for kind, text in (("error", "error"), ("null", "null"), ("pii", "PII exposure"),
+                               ("slow", "slower than 1s")):
+                if counters[kind] > self.counters[kind]:
+                    self.first_bad_seen = True
+                    lines.append(f"exporter: first bad probe outcome on {self.track}: {text}")
+                    break
+        if counters is not None and (self.counters is None or counters["probes"] < self.counters["probes"]):
+            self.counters = counters  # exporter restarted: counters start again from 0
+        try:
+            alerts = self.stack.prometheus_alerts()
+        except OSError:
+            alerts = []
+        now: dict[tuple, str] = {}
+        for a in alerts:
+            lab = a.get("labels", {})
+            key = (lab.get("alertname"), lab.get("track", ""), lab.get("endpoint", ""))
+            now[key] = a.get("state", "")
+        for key, state in now.items():
+            if self.prom.get(key) != state:
+                where = "/".join(k for k in key[1:] if k)
+                value = _value(alerts, key)
+                lines.append(f"prometheus: {key[0]} {state}" + (f" ({where})" if where else "")
+                             + (f" value={value}" if value else ""))
+                self.ever_alerts.add(key[0])
+        for key in self.prom.keys() - now.keys():
+            lines.append(f"prometheus: {key[0]} resolved")
+        self.prom = now
+        try:
+            am_now = {(a["labels"].get("alertname"), a["labels"].get("track", ""),
+                       a["labels"].get("endpoint", "")) for a in self.stack.alertmanager_alerts()
+                      if a.get("status", {}).get("state") == "active"}
+        except (OSError, KeyError, TypeError):
+            am_now = self.am
+        for key in am_now - self.am:
+            lines.append(f"alertmanager: {key[0]} active, routed to the webhook")
+        self.am = am_now
+        for rec in self._actions():
+            if rec.get("id") in self.action_ids:
+                continue
+            if not _final(rec):
+                continue  # report it once, when it has an outcome
+            self.action_ids.add(rec.get("id"))
+            lines.append("webhook: " + describe_action(rec))
+        calls = self.stack.kubectl_calls()
+        for call in calls[self.kubectl_seen:]:
+            lines.append("kubectl stand-in recorded: kubectl " + " ".join(call["argv"]))
+        self.kubectl_seen = len(calls)
+        disabled = set(self._disabled())
+        if disabled - self.disabled:
+            lines.append(f"sandbox: features disabled on {self.stack.canary_track}: "
+                         + ", ".join(sorted(disabled - self.disabled)))
+        if self.disabled - disabled:
+            lines.append("sandbox: features enabled again: " + ", ".join(sorted(self.disabled - disabled)))
+        self.disabled = disabled
+        return lines
+
+    def firing(self, track_only: bool = True) -> list[tuple]:
+        return [k for k, s in self.prom.items() if not track_only or k[1] in ("", self.track)]
+
+
+def _value(alerts: list[dict], key: tuple) -> str:
+    for a in alerts:
+        lab = a.get("labels", {})
+        if (lab.get("alertname"), lab.get("track", ""), lab.get("endpoint", "")) == key:
+            try:
+                return f"{float(a.get('value', '')):.4g}"
+            except ValueError:
+                return ""
+    return ""
+
+
+def _final(rec: dict) -> bool:
+    status = str(rec.get("status", "")).lower()
+    return status not in ("queued", "running", "pending", "")
+
+
+def describe_action(rec: dict) -> str:
+    """One line for an audit-trail record: which action, for which alert, what it ran."""
+    alert = rec.get("alertname") or (rec.get("incident") or {}).get("alertname") or ""
+    parts = [f"action {rec.get('action')} {rec.get('status')}"]
+    if alert:
+        parts.append(f"for {alert}")
+    ran = []
+    for o in rec.get("outcomes") or []:
+        if isinstance(o, dict):
+            what = o.get("argv") or o.get("url") or o.get("detail") or ""
+            if isinstance(what, list):
+                what = " ".join(what)
+            ran.append(f"{o.get('kind', o.get('action', ''))}: {what}".strip(": "))
+    if ran:
+        parts.append("[" + "; ".join(ran) + "]")
+    if rec.get("reason"):
+        parts.append(f"({rec['reason']})")
+    return " ".join(str(p) for p in parts)
+
+
+def action_time(rec: dict) -> float | None:
+    for key in ("finished_at", "updated_at", "created_at"):
+        v = rec.get(key)
+        if isinstance(v, int | float):
+            return float(v)
+    return None
+
+
+class Printer:
+    def __init__(self, out=print, t0: float | None = None):
+        self.out = out
+        self.t0 = t0 if t0 is not None else time.time()
+
+    def __call__(self, line: str, at: float | None = None) -> float:
+        t = (at if at is not None else time.time()) - self.t0
+        self.out(f"  {t:7.1f}s  {line}")
+        return t
+
+
+def wait_warm(stack: Stack, scenario: Scenario, probing_since: float, out=print) -> None:
+    """Sleep until the trigger's window holds the probes its min_probes guard asks for."""
+    left = probing_since + scenario.warmup - time.time()
+    if left > 0:
+        out(f"  waiting {left:.0f}s: {scenario.alert} needs its minimum of clean probes in its window")
+        time.sleep(left)
+
+
+def run(stack: Stack, scenario: Scenario, *, out=print, timeout: float | None = None,
+        resolve_timeout: float = 180.0) -> Result:
+    """Inject the scenario's fault, follow it to the action, clear it, follow it to resolution."""
+    track = stack.canary_track
+    res = Result(scenario.name, scenario.alert, scenario.action)
+    watcher = Watcher(stack, track)
+    base_actions = set(watcher.action_ids)
+    base_calls = watcher.kubectl_seen
+    base_disabled = set(watcher.disabled)
+    timeout = timeout or (scenario.hold + 60.0)
+
+    res.fault_at = time.time()
+    say = Printer(out, res.fault_at)
+    if scenario.stop_exporter:
+        stack.stop_component("exporter")
+        say("fault injected: " + scenario.describe)
+    else:
+        for fault in scenario.faults:
+            stack.inject(fault)
+        say("fault injected: " + scenario.describe)
+
+    deadline = res.fault_at + timeout
+    settled_at = None
+    while time.time() < deadline:
+        for line in watcher.poll():
+            say(line)
+        new = [a for a in stack_actions(stack) if a.get("id") not in base_actions and _final(a)]
+        calls = stack.kubectl_calls()[base_calls:]
+        disabled = sorted(set(watcher.disabled) - base_disabled)
+        done = bool(new) and len(calls) >= scenario.expected.rollbacks and (
+            set(scenario.expected.features) <= set(disabled))
+        if done and settled_at is None:
+            settled_at = time.time()
+        if settled_at and time.time() - settled_at > 2.0:  # catch the alerts that follow
+            break
+        time.sleep(POLL)
+    else:
+        res.problems.append(f"no {scenario.action} action within {timeout:.0f}s")
+
+    res.actions = [a for a in stack_actions(stack) if a.get("id") not in base_actions]
+    calls = stack.kubectl_calls()[base_calls:]
+    res.rollbacks = len(calls)
+    res.disabled = sorted(set(watcher.disabled) - base_disabled)
+    finished = [t for t in (action_time(a) for a in res.actions if _final(a)) if t]
+    finished += [c["time"] for c in calls]
+    if finished:
+        res.action_at = min(finished)
+        first = min((a for a in res.actions if action_time(a)), key=action_time, default=None)
+        if first:
+            res.action_alert = first.get("alertname")
+    res.alerts_seen = sorted(watcher.ever_alerts)
+
+    # clear the fault and undo what the action did to the sandbox
+    if scenario.stop_exporter:
+        stack.start_component("exporter")
+        say("fault cleared: exporter started again")
+    else:
+        stack.clear_faults()
+        say("fault cleared")
+    if res.disabled:
+        stack.enable_features(res.disabled)
+        say(f"features enabled again for the next scenario: {', '.join(res.disabled)}")
+
+    # follow the alerts to resolution
+    deadline = time.time() + resolve_timeout
+    while time.time() < deadline:
+        for line in watcher.poll():
+            say(line)
+        if not watcher.firing():
+            res.resolved = True
+            say("all alerts resolved")
+            break
+        time.sleep(POLL)
+    else:
+        res.problems.append(f"alerts still active after {resolve_timeout:.0f}s: {watcher.firing()}")
+    if scenario.alert not in res.alerts_seen:
+        res.problems.append(f"{scenario.alert} never fired")
+    if res.rollbacks != scenario.expected.rollbacks:
+        res.problems.append(f"expected {scenario.expected.rollbacks} kubectl call(s), saw {res.rollbacks}")
+    missing = set(scenario.expected.features) - set(res.disabled)
+    if missing:
+        res.problems.append(f"features not disabled: {', '.join(sorted(missing))}")
+    res.ok = not res.problems
+    return res
+
+
+def stack_actions(stack: Stack) -> list[dict]:
+    try:
+        return stack.actions()
+    except OSError:
+        return []
