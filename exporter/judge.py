@@ -60,11 +60,22 @@ class ProbeOutcome:
 _DISABLED_RE = re.compile(r"\b(not enabled|disabled|feature flag|feature is off|turned off)\b", re.I)
 
 
+_NOT_JSON = object()
+
+
+def _parse(body: bytes):
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return _NOT_JSON
+
+
 def judge(result: ProbeResult, required_fields: tuple[str, ...] | list[str] = (),
           method: str = "POST") -> ProbeOutcome:
     """Classify a probe result into exactly one outcome."""
     status, body, duration = result.status, result.body, result.duration
-    pii = find_pii(body) if body else ()
+    doc = _parse(body) if body.strip() else _NOT_JSON
+    pii = find_pii(body, doc) if body else ()
     if result.error is not None and not (
         # a non-2xx answer says more through its status than through its size
         result.error == "body_too_large" and status is not None and not 200 <= status < 300
@@ -73,7 +84,7 @@ def judge(result: ProbeResult, required_fields: tuple[str, ...] | list[str] = ()
     assert status is not None
     if status == 429:
         return ProbeOutcome("error", "rate_limited", status, duration, pii)
-    if status == 503 and _is_feature_disabled(body):
+    if status == 503 and _is_feature_disabled(doc):
         return ProbeOutcome("disabled", None, status, duration, pii)
     if status >= 500:
         return ProbeOutcome("error", "http_5xx", status, duration, pii)
@@ -85,21 +96,15 @@ def judge(result: ProbeResult, required_fields: tuple[str, ...] | list[str] = ()
         return ProbeOutcome("success", None, status, duration, pii)
     if not body.strip():
         return ProbeOutcome("null", None, status, duration, pii)
-    try:
-        doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    if doc is _NOT_JSON:
         return ProbeOutcome("error", "invalid_json", status, duration, pii)
     if doc is None or (required_fields and not has_fields(doc, required_fields)):
         return ProbeOutcome("null", None, status, duration, pii)
     return ProbeOutcome("success", None, status, duration, pii)
 
 
-def _is_feature_disabled(body: bytes) -> bool:
+def _is_feature_disabled(doc: object) -> bool:
     """A 503 whose JSON detail says a feature is not enabled (``"Edge AI not enabled"``)."""
-    try:
-        doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        return False
     if not isinstance(doc, dict):
         return False
     for key in ("detail", "message", "error", "reason"):
@@ -134,29 +139,64 @@ _EMAIL_RE = re.compile(
     rb"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?)*\.[A-Za-z]{2,24}(?![\w-])"
 )
 # SSN: AAA-GG-SSSS (dashes or spaces), without the never-issued areas 000, 666, 9xx.
-_SSN_RE = re.compile(rb"(?<![\w.+-])(?!000|666|9)(\d{3})([- ])(?!00)\d{2}\2(?!0000)\d{4}(?![\w.-])")
+_SSN_RE = re.compile(rb"(?<![\w.+/-])(?!000|666|9)(\d{3})([- ])(?!00)\d{2}\2(?!0000)\d{4}(?![\w/-]|\.\d)")
 # Phones: NANP 555-123-4567, 555.123.4567, 555 123 4567 (one separator used throughout),
 # (555) 123-4567, optionally +1; or international +CC with 8-14 more digits in groups.
 _PHONE_RE = re.compile(
-    rb"(?<![\w.+-])(?:\+?1[ .-]?)?(?:\(\d{3}\)[ ]?\d{3}[ .-]\d{4}|\d{3}([ .-])\d{3}\1\d{4})(?![\w.-])"
-    rb"|(?<![\w.+-])\+[1-9]\d{0,2}(?:[ .-]?\d{1,4}){2,5}(?![\w.-])"
+    rb"(?<![\w.+/-])(?:\+?1[ .-]?)?(?:\(\d{3}\)[ ]?\d{3}[ .-]\d{4}|\d{3}([ .-])\d{3}\1\d{4})(?![\w/-]|\.\d)"
+    rb"|(?<![\w.+/-])\+[1-9]\d{0,2}(?:[ .-]?\d{1,4}){2,5}(?![\w/-]|\.\d)"
 )
 # Cards: 13-19 digits, bare or in groups of 4 (Amex 4-6-5) joined by one space or dash kind.
-_CARD_RE = re.compile(rb"(?<![\w.+-])\d(?:[ -]?\d){12,18}(?![\w.-])")
+_CARD_RE = re.compile(rb"(?<![\w.+/-])\d(?:[ -]?\d){12,18}(?![\w/-]|\.\d)")
 
 
-def find_pii(body: bytes) -> tuple[str, ...]:
-    """The PII kinds present unredacted in ``body`` (each kind once, in PII_KINDS order)."""
+_CARD_KEY_RE = re.compile(r"card|pan\b|cc_?num|credit", re.I)
+
+
+def find_pii(body: bytes, doc: object = None) -> tuple[str, ...]:
+    """The PII kinds present unredacted in ``body`` (each kind once, in PII_KINDS order).
+
+    A JSON body is judged by its strings (values and keys): a JSON *number* is an id, a
+    count or a measurement, never free text, so a 16-digit numeric id that happens to pass
+    Luhn is not a card, unless its key says it is one (``card_number``, ``pan``, ...).
+    Anything that is not JSON is scanned as it is. ``doc``: the parsed body when the caller
+    has it already.
+    """
+    if doc is None:
+        doc = _parse(body) if body.strip() else _NOT_JSON
+    if doc is _NOT_JSON:
+        text, numbers = body, ()
+    else:
+        strings: list[str] = []
+        numbers = []
+        _collect(doc, "", strings, numbers)
+        text = "\n".join(strings).encode()
     found = []
-    if b"@" in body and _EMAIL_RE.search(body):
+    if b"@" in text and _EMAIL_RE.search(text):
         found.append("email")
-    if _SSN_RE.search(body):
+    if _SSN_RE.search(text):
         found.append("ssn")
-    if any(_phone_ok(m.group(0)) for m in _PHONE_RE.finditer(body)):
+    if any(_phone_ok(m.group(0)) for m in _PHONE_RE.finditer(text)):
         found.append("phone")
-    if any(_card_ok(m.group(0)) for m in _CARD_RE.finditer(body)):
+    if any(_card_ok(m.group(0)) for m in _CARD_RE.finditer(text)) or any(
+        _card_ok(str(n).encode()) for n in numbers
+    ):
         found.append("card")
     return tuple(found)
+
+
+def _collect(node: object, key: str, strings: list[str], numbers: list[int]) -> None:
+    if isinstance(node, str):
+        strings.append(node)
+    elif isinstance(node, dict):
+        for k, v in node.items():
+            strings.append(k)
+            _collect(v, k, strings, numbers)
+    elif isinstance(node, list):
+        for v in node:
+            _collect(v, key, strings, numbers)
+    elif type(node) is int and node >= 10 ** 12 and _CARD_KEY_RE.search(key):
+        numbers.append(node)
 
 
 def _phone_ok(text: bytes) -> bool:
