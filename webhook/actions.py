@@ -1,0 +1,376 @@
+"""The plan's actions as :class:`RollbackAction` implementations.
+
+Every action works in two steps: ``prepare(alert)`` decides exactly what would be done (an
+argv list, or a method + URL + body) from the plan alone, plus the plan's explicit mapping
+from the alert's ``endpoint`` label to a feature name; ``execute(command)`` does it, with a
+timeout. The prepared command is recorded before it runs (and is all that a dry run does).
+
+Alert labels never reach an argv or a URL: the only label that is read is ``endpoint``, and
+only as a key looked up in the plan's endpoints; a label naming no plan endpoint is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import httpx
+
+from canary_guard.plan import (
+    Auth,
+    Command,
+    DisableFeature,
+    Http,
+    KubectlRollback,
+    Page,
+    Plan,
+    Sequence,
+)
+
+OUTPUT_LIMIT = 2000  # characters of stdout/stderr kept in the audit trail
+HTTP_BODY_LIMIT = 500
+
+
+class Refused(Exception):
+    """The action cannot be prepared for this alert (e.g. its endpoint label names no plan endpoint)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AlertContext:
+    """What an action may know about the run it serves."""
+
+    run_id: int
+    action: str  # the run's (top-level) action name
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+    fingerprint: str = ""
+    starts_at: str = ""
+    reason: str = ""  # escalations: why a human is needed
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    ok: bool
+    outcome: str  # ok | recorded | failed | timeout | http_error | unreachable | not_found
+    retryable: bool
+    detail: str
+
+
+class RollbackAction(Protocol):
+    name: str
+    kind: str
+    timeout: float
+
+    def cooldown_key(self) -> str | None:
+        """What a cooldown protects (None: idempotent, no cooldown)."""
+
+    def prepare(self, ctx: AlertContext) -> dict[str, Any]:
+        """What would be done, as JSON-able data; raises Refused."""
+
+    def execute(self, command: dict[str, Any], ctx: AlertContext) -> Outcome:
+        """Do it once; never raises for an action failure."""
+
+
+# -- process actions ------------------------------------------------------------------------
+
+
+def run_argv(argv: list[str], timeout: float, env: dict[str, str] | None = None) -> Outcome:
+    """Run argv (never through a shell) with a timeout; kill its whole process group on expiry."""
+    started = time.monotonic()
+    try:
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env={**os.environ, **(env or {})}, start_new_session=True,
+        )
+    except OSError as err:
+        return Outcome(False, "failed", False, f"cannot start {argv[0]}: {err.strerror or err}")
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        out, err = proc.communicate()
+        return Outcome(False, "timeout", True,
+                       f"killed after {timeout:g}s timeout" + _output(out, err))
+    took = time.monotonic() - started
+    if proc.returncode == 0:
+        return Outcome(True, "ok", False, f"exit 0 in {took:.2f}s" + _output(out, err))
+    return Outcome(False, "failed", True, f"exit {proc.returncode}" + _output(out, err))
+
+
+def _output(out: bytes, err: bytes) -> str:
+    parts = []
+    for name, data in (("stdout", out), ("stderr", err)):
+        text = data.decode("utf-8", "replace").strip()
+        if text:
+            parts.append(f"{name}: {text[-OUTPUT_LIMIT:]}")
+    return ("; " + "; ".join(parts)) if parts else ""
+
+
+@dataclass
+class KubectlRollbackAction:
+    name: str
+    spec: KubectlRollback
+    kind: str = "kubectl_rollback"
+
+    @property
+    def timeout(self) -> float:
+        return self.spec.timeout
+
+    def cooldown_key(self) -> str | None:
+        # Per deployment, whichever action rolls it back: a second undo re-deploys the bad revision.
+        s = self.spec
+        return f"kubectl_rollback:{s.context or ''}/{s.namespace}/deployment/{s.deployment}"
+
+    def kubectl(self) -> str | None:
+        k = self.spec.kubectl
+        if os.path.isabs(k):
+            return k if os.access(k, os.X_OK) else None
+        return shutil.which(k)
+
+    def prepare(self, ctx: AlertContext) -> dict[str, Any]:
+        s = self.spec
+        argv = [self.kubectl() or s.kubectl, "rollout", "undo", f"deployment/{s.deployment}",
+                "-n", s.namespace]
+        if s.context:
+            argv += ["--context", s.context]
+        if s.to_revision:
+            argv += ["--to-revision", str(s.to_revision)]
+        return {"argv": argv, "timeout": s.timeout}
+
+    def execute(self, command: dict[str, Any], ctx: AlertContext) -> Outcome:
+        if self.kubectl() is None:
+            return Outcome(False, "not_found", False,
+                           f"{self.spec.kubectl!r} not found (on PATH or as an executable path); "
+                           "install kubectl or set actions.<name>.kubectl")
+        out = run_argv(command["argv"], self.spec.timeout)
+        if not out.ok and out.outcome == "failed":
+            # Errors kubectl cannot fix by retrying: missing deployment, RBAC.
+            text = out.detail.lower()
+            if "notfound" in text or "not found" in text or "forbidden" in text:
+                return Outcome(False, "failed", False, out.detail)
+        return out
+
+
+@dataclass
+class CommandAction:
+    name: str
+    spec: Command
+    kind: str = "command"
+
+    @property
+    def timeout(self) -> float:
+        return self.spec.timeout
+
+    def cooldown_key(self) -> str | None:
+        return f"command:{self.name}"
+
+    def prepare(self, ctx: AlertContext) -> dict[str, Any]:
+        return {"argv": list(self.spec.argv), "timeout": self.spec.timeout}
+
+    def execute(self, command: dict[str, Any], ctx: AlertContext) -> Outcome:
+        # Only values the webhook itself owns reach the environment, never alert labels.
+        env = {"CANARY_GUARD_RUN_ID": str(ctx.run_id), "CANARY_GUARD_ACTION": self.name}
+        return run_argv(command["argv"], self.spec.timeout, env)
+
+
+# -- HTTP actions -----------------------------------------------------------------------------
+
+
+def http_call(client: httpx.Client, method: str, url: str, body: Any, headers: dict[str, str],
+              timeout: float) -> Outcome:
+    try:
+        resp = client.request(method, url, json=body, headers=headers, timeout=timeout)
+    except httpx.TimeoutException as err:
+        return Outcome(False, "timeout", True, f"{method} {url}: timed out after {timeout:g}s ({_err(err)})")
+    except httpx.HTTPError as err:
+        return Outcome(False, "unreachable", True, f"{method} {url}: {_err(err)}")
+    text = resp.text[:HTTP_BODY_LIMIT].strip()
+    detail = f"{method} {url} -> HTTP {resp.status_code}" + (f": {text}" if text else "")
+    if resp.is_success:
+        return Outcome(True, "ok", False, detail)
+    code = resp.status_code
+    # A 4xx will not change on retry (404: the service lacks the route; 400, 401, 403...),
+    # except timeouts and rate limiting.
+    retryable = code >= 500 or code in (408, 425, 429)
+    return Outcome(False, "http_error", retryable, detail)
+
+
+def _err(err: Exception) -> str:
+    return f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+
+
+@dataclass
+class DisableFeatureAction:
+    name: str
+    spec: DisableFeature
+    plan: Plan
+    client: httpx.Client
+    service_auth: Auth
+    kind: str = "disable_feature"
+
+    @property
+    def timeout(self) -> float:
+        return self.spec.timeout
+
+    def cooldown_key(self) -> str | None:
+        return None  # disabling a feature twice is harmless
+
+    def features(self, ctx: AlertContext) -> list[str]:
+        which = self.spec.features
+        if which == "all":
+            return self.plan.features()
+        if isinstance(which, list):
+            return list(which)
+        label = ctx.labels.get("endpoint")
+        if not label:
+            raise Refused("the alert has no endpoint label, so no feature can be chosen "
+                          f"(action {self.name!r} disables the alert's endpoint's feature)")
+        endpoint = self.plan.endpoint(label)
+        if endpoint is None:
+            raise Refused(f"the alert's endpoint label names no endpoint of the plan "
+                          f"({_clip(label)!r}); refusing to guess a feature")
+        if not endpoint.feature:
+            raise Refused(f"plan endpoint {endpoint.name!r} has no feature to disable")
+        return [endpoint.feature]
+
+    def prepare(self, ctx: AlertContext) -> dict[str, Any]:
+        url = self.spec.url.rstrip("/") + self.spec.path
+        return {"method": "POST", "url": url, "body": {"features": self.features(ctx)},
+                "timeout": self.spec.timeout}
+
+    def execute(self, command: dict[str, Any], ctx: AlertContext) -> Outcome:
+        headers = self.service_auth.headers()  # read at run time: rotation needs no restart
+        return http_call(self.client, "POST", command["url"], command["body"], headers,
+                         self.spec.timeout)
+
+
+@dataclass
+class HttpAction:
+    name: str
+    spec: Http
+    client: httpx.Client
+    kind: str = "http"
+
+    @property
+    def timeout(self) -> float:
+        return self.spec.timeout
+
+    def cooldown_key(self) -> str | None:
+        return f"http:{self.name}"
+
+    def prepare(self, ctx: AlertContext) -> dict[str, Any]:
+        return {"method": self.spec.method, "url": self.spec.url, "body": self.spec.body,
+                "headers": sorted(self.spec.headers), "timeout": self.spec.timeout}
+
+    def execute(self, command: dict[str, Any], ctx: AlertContext) -> Outcome:
+        return http_call(self.client, self.spec.method, self.spec.url, self.spec.body,
+                         dict(self.spec.headers), self.spec.timeout)
+
+
+@dataclass
+class PageAction:
+    name: str
+    spec: Page
+    client: httpx.Client
+    kind: str = "page"
+
+    @property
+    def timeout(self) -> float:
+        return self.spec.timeout
+
+    def cooldown_key(self) -> str | None:
+        return None  # a human must always hear about it
+
+    def prepare(self, ctx: AlertContext) -> dict[str, Any]:
+        message = {
+            "run_id": ctx.run_id, "action": ctx.action,
+            "reason": ctx.reason or ctx.annotations.get("summary", ""),
+            "alert": {"labels": ctx.labels, "annotations": ctx.annotations,
+                      "fingerprint": ctx.fingerprint, "startsAt": ctx.starts_at},
+        }
+        if self.spec.url:
+            return {"method": "POST", "url": self.spec.url, "body": message, "timeout": self.spec.timeout}
+        return {"record": message}
+
+    def execute(self, command: dict[str, Any], ctx: AlertContext) -> Outcome:
+        if "url" not in command:
+            return Outcome(True, "recorded", False,
+                           "recorded for manual review (no page url configured): see / and /api/actions")
+        return http_call(self.client, "POST", command["url"], command["body"], {}, self.spec.timeout)
+
+
+# -- the plan's actions -----------------------------------------------------------------------
+
+
+class ActionSet:
+    """Every plan action, sequences expanded into their steps."""
+
+    def __init__(self, plan: Plan, client: httpx.Client | None = None):
+        self.plan = plan
+        self.client = client or httpx.Client(follow_redirects=False)
+        w = plan.webhook
+        self.service_auth = Auth(header=plan.auth.header, scheme=plan.auth.scheme,
+                                 token_env=w.service_token_env, token_file=w.service_token_file)
+        self.leaves: dict[str, RollbackAction] = {}
+        for name, spec in plan.actions.items():
+            if not isinstance(spec, Sequence):
+                self.leaves[name] = self._build(name, spec)
+        # Escalations page: the plan's "page" action, its first page action, or a built-in
+        # one that records the page (visible on / and in /api/actions).
+        pages = [n for n, s in plan.actions.items() if isinstance(s, Page)]
+        self.escalation = "page" if "page" in pages else (pages[0] if pages else "page")
+        if self.escalation not in self.leaves:
+            self.leaves[self.escalation] = PageAction(self.escalation, Page(kind="page"), self.client)
+
+    def _build(self, name: str, spec: Any) -> RollbackAction:
+        if isinstance(spec, KubectlRollback):
+            return KubectlRollbackAction(name, spec)
+        if isinstance(spec, DisableFeature):
+            return DisableFeatureAction(name, spec, self.plan, self.client, self.service_auth)
+        if isinstance(spec, Page):
+            return PageAction(name, spec, self.client)
+        if isinstance(spec, Command):
+            return CommandAction(name, spec)
+        if isinstance(spec, Http):
+            return HttpAction(name, spec, self.client)
+        raise TypeError(f"unknown action kind for {name}: {spec!r}")
+
+    def names(self) -> list[str]:
+        return list(self.plan.actions)
+
+    def known(self, name: str) -> bool:
+        return name in self.plan.actions or name == self.escalation
+
+    def steps(self, name: str) -> list[RollbackAction]:
+        spec = self.plan.actions.get(name)
+        if isinstance(spec, Sequence):
+            return [self.leaves[step] for step in spec.steps]
+        return [self.leaves[name]]
+
+    def is_page(self, name: str) -> bool:
+        return all(step.kind == "page" for step in self.steps(name))
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _clip(text: str, n: int = 80) -> str:
+    return text if len(text) <= n else text[: n - 3] + "..."
+
+
+def describe(command: dict[str, Any]) -> str:
+    """One line for humans: the argv, or METHOD URL body."""
+    if "argv" in command:
+        return " ".join(command["argv"])
+    if "url" in command:
+        return f"{command['method']} {command['url']} {json.dumps(command.get('body'))}"
+    return "record for manual review"

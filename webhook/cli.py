@@ -1,0 +1,85 @@
+"""``canary-guard webhook``: receive Alertmanager notifications and run the plan's actions."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+
+from canary_guard.cli import add_plan_argument, plan_from_args
+
+log = logging.getLogger("webhook")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_plan_argument(parser)
+    parser.add_argument("--listen", default="127.0.0.1:9112", metavar="HOST:PORT",
+                        help="address to serve on (default 127.0.0.1:9112)")
+    parser.add_argument("--db", default="./canary-guard-webhook.db", metavar="PATH",
+                        help="SQLite audit database (default ./canary-guard-webhook.db)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="run nothing; record what each action would do")
+    parser.add_argument("--insecure-no-auth", action="store_true",
+                        help="accept notifications without a credential (local development only)")
+    parser.add_argument("--threads", type=int, default=8, help="HTTP threads (default 8)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="threads running actions (default 1: actions run one at a time)")
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"--listen: {text!r} is not HOST:PORT")
+    return (host.strip("[]") or "0.0.0.0"), int(port)
+
+
+def run(args: argparse.Namespace) -> int:
+    from prometheus_client import disable_created_metrics
+    from waitress import create_server
+
+    from .app import ConfigError, WebhookConfig, create_app, read_token, shutdown
+    from .store import StoreLocked
+
+    disable_created_metrics()  # *_created series only add noise to this process's /metrics
+    plan = plan_from_args(args)
+    try:
+        host, port = parse_listen(args.listen)
+        token = read_token(plan)
+        config = WebhookConfig(db=args.db, token=token, insecure_no_auth=args.insecure_no_auth,
+                               dry_run=args.dry_run, workers=args.workers)
+        app = create_app(plan, config)
+    except (ValueError, StoreLocked) as err:  # ConfigError is a ValueError
+        kind = "configuration" if isinstance(err, ConfigError) else "error"
+        print(f"canary-guard webhook: {kind}: {err}", file=sys.stderr)
+        return 2
+    if not token:
+        log.warning("authentication is DISABLED (--insecure-no-auth): anyone who can reach "
+                    "this port can trigger rollbacks")
+    state = app.extensions["canary_guard_webhook"]
+    for rid in state["recovered"]:
+        log.warning("marked needs_review after restart", extra={"run": rid})
+
+    server = create_server(
+        app, host=host, port=port, threads=args.threads, ident="canary-guard",
+        # Flask answers 413 with a JSON error up to 4x the limit; beyond that waitress does.
+        max_request_body_size=4 * config.max_body, connection_limit=1000, backlog=2048,
+        channel_timeout=30, clear_untrusted_proxy_headers=True,
+    )
+
+    def stop(signum, frame):  # noqa: ARG001
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    log.info("webhook listening", extra={
+        "listen": f"{host}:{port}", "db": args.db, "plan": plan.name, "dry_run": args.dry_run,
+        "auth": "token" if token else "disabled", "queued": state["store"].queue_depth()})
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        log.info("webhook stopping")
+        server.close()
+        shutdown(app)
+    return 0
