@@ -36,7 +36,7 @@ from aiohttp import web
 
 from canary_guard.plan import Endpoint, Plan
 
-from .faults import Fault, FaultError, FaultTable
+from .faults import MODES, Fault, FaultError, FaultTable
 from .responses import Bodies, add_pii, error_body, feature_title, null_field, timestamp
 
 log = logging.getLogger("sandbox")
@@ -76,9 +76,13 @@ class EndpointStats:
 class Sandbox:
     """The state of one simulated service: features, faults, counters."""
 
-    def __init__(self, plan: Plan, api_key: str | None = None, seed: int | None = None):
+    def __init__(self, plan: Plan, api_key: str | None = None, seed: int | None = None,
+                 latency_ms: float = 0.0, access_log: bool = True):
         self.plan = plan
         self.api_key = api_key or None
+        self.latency_ms = latency_ms
+        self.access_log = access_log
+        self.jitter = random.Random(None if seed is None else seed + 2)
         self.started = time.time()
         self.features: dict[str, bool] = {f: True for f in plan.features()}
         self.faults = FaultTable({e.name: list(e.required_fields) for e in plan.endpoints}, seed)
@@ -168,17 +172,18 @@ async def middleware(request: web.Request, handler) -> web.StreamResponse:
         status = request.get("outcome", "cancelled")
         raise
     finally:
-        log.info(
-            "request",
-            extra={
-                "method": request.method,
-                "path": request.path,
-                "status": status,
-                "endpoint": request.get("endpoint", "-"),
-                "fault": request.get("fault", "-"),
-                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-            },
-        )
+        if sandbox.access_log:  # never bodies or headers: the API key must not reach a log
+            log.info(
+                "request",
+                extra={
+                    "method": request.method,
+                    "path": request.path,
+                    "status": status,
+                    "endpoint": request.get("endpoint", "-"),
+                    "fault": request.get("fault", "-"),
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                },
+            )
 
 
 def _http_detail(exc: web.HTTPException, request: web.Request) -> str:
@@ -238,6 +243,8 @@ async def _serve(sandbox: Sandbox, ep: Endpoint, request: web.Request, expects_o
             missing = [k for k in needed if k not in body]
             if missing:
                 return error_response(400, f"request body: missing field(s) {', '.join(missing)}")
+    if sandbox.latency_ms:  # the service's own think time, jittered +-50%
+        await asyncio.sleep(sandbox.latency_ms * sandbox.jitter.uniform(0.5, 1.5) / 1000)
     fault = sandbox.faults.pick(ep.name)
     if fault is None:
         return json_response(sandbox.bodies.build(ep.name, ep.required_fields, body))
@@ -429,8 +436,6 @@ async def add_fault(request: web.Request) -> web.Response:
 
 
 async def list_faults(request: web.Request) -> web.Response:
-    from .faults import MODES
-
     faults = request.app[SANDBOX].faults.faults
     return json_response({"faults": [f.to_json() for f in faults], "modes": MODES, "timestamp": timestamp()})
 
@@ -456,15 +461,21 @@ async def stats(request: web.Request) -> web.Response:
 
 # -- the application ------------------------------------------------------------------------------
 
-def create_app(plan: Plan, api_key: str | None = None, seed: int | None = None) -> web.Application:
+def create_app(plan: Plan, api_key: str | None = None, seed: int | None = None, *,
+               latency_ms: float = 0.0, faults: list[dict[str, Any]] | None = None,
+               access_log: bool = True) -> web.Application:
     """The sandbox serving ``plan``'s endpoints.
 
     ``api_key``: when non-empty, every route except /healthz and /-/* requires the plan's
     auth header with it. ``seed``: makes the random draw of faults with rate < 1 (and the
-    random parts of bodies) repeatable.
+    random parts of bodies) repeatable. ``latency_ms``: base think time of every endpoint
+    answer (jittered +-50%). ``faults``: fault specs (as POSTed to /-/faults) active from the
+    start; a bad one raises ``FaultError``. ``access_log``: one logfmt line per request.
     """
     app = web.Application(middlewares=[middleware], client_max_size=8 << 20)
-    sandbox = Sandbox(plan, api_key=api_key, seed=seed)
+    sandbox = Sandbox(plan, api_key=api_key, seed=seed, latency_ms=latency_ms, access_log=access_log)
+    for spec in faults or []:
+        sandbox.faults.add(spec)
     app[SANDBOX] = sandbox
 
     taken: dict[tuple[str, str], str] = {}

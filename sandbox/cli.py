@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 
 from canary_guard.cli import add_plan_argument, plan_from_args
 
@@ -19,6 +20,18 @@ def parse_listen(value: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def parse_fault(value: str) -> dict:
+    import json
+
+    try:
+        spec = json.loads(value)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"not JSON: {err}") from None
+    if not isinstance(spec, dict):
+        raise argparse.ArgumentTypeError('expected a JSON object like {"endpoint": "*", "mode": "error"}')
+    return spec
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_plan_argument(parser)
     parser.add_argument(
@@ -28,6 +41,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--seed", type=int, default=None,
         help="seed the random draw of faults with rate < 1 (repeatable tests)",
+    )
+    parser.add_argument(
+        "--latency-ms", type=float, default=0.0, metavar="MS",
+        help="base think time of every endpoint answer, jittered +-50%% (default 0)",
+    )
+    parser.add_argument(
+        "--fault", metavar="JSON", action="append", type=parse_fault, default=[],
+        help='a fault active from the start, as POSTed to /-/faults, e.g. '
+             '\'{"endpoint": "edge_ai", "mode": "error", "rate": 0.1}\'; repeatable',
+    )
+    parser.add_argument(
+        "--no-access-log", dest="access_log", action="store_false",
+        help="do not log one line per request",
     )
     parser.add_argument(
         "--api-key-env", metavar="NAME", default=None,
@@ -47,13 +73,24 @@ def run(args: argparse.Namespace) -> int:
     env = args.api_key_env or plan.auth.token_env
     api_key = (os.environ.get(env, "") if env else "").strip() or None
     host, port = args.listen
-    app = create_app(plan, api_key=api_key, seed=args.seed)
+    from .faults import FaultError
+
     log = logging.getLogger("sandbox")
+    if args.latency_ms < 0:
+        print("--latency-ms: must be >= 0", file=sys.stderr)
+        return 2
+    try:
+        app = create_app(plan, api_key=api_key, seed=args.seed, latency_ms=args.latency_ms,
+                         faults=args.fault, access_log=args.access_log)
+    except FaultError as err:
+        print(f"--fault: {err}", file=sys.stderr)
+        return 2
     log.info(
         "sandbox listening",
         extra={
             "listen": f"{host}:{port}", "plan": plan.name, "endpoints": len(plan.endpoints),
             "auth": f"required ({env})" if api_key else "off", "seed": args.seed,
+            "faults": len(args.fault),
         },
     )
     # run_app turns SIGTERM/SIGINT into a graceful stop; on_shutdown releases hung requests.

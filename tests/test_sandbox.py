@@ -315,7 +315,6 @@ def test_partial_rate_applies_to_about_that_share_repeatably(procs):
         with httpx.Client(base_url=url, timeout=10) as client:
             fault(client, endpoint="edge_ai", mode="error", rate=0.3)
             runs.append([call(client, "edge_ai").status_code for _ in range(200)])
-            # rate 1 on another endpoint draws nothing and does not disturb the sequence
     counts = Counter(runs[0])
     assert set(counts) == {200, 500}
     assert 40 <= counts[500] <= 80  # 30% of 200 = 60, well within binomial spread
@@ -394,3 +393,53 @@ def test_sigterm_stops_cleanly_even_with_a_hung_request(procs):
             client.post(ep.path, json=ep.body, timeout=httpx.Timeout(5, read=0.3))
     assert procs.stop(proc, signal.SIGTERM) == 0
     assert "sandbox stopped" in procs.log("stopper")
+
+
+def test_startup_options(procs):
+    """--fault preloads faults, --latency-ms slows answers, --api-key-env picks the key's variable."""
+    url = start_sandbox(
+        procs, "--fault", '{"endpoint": "edge_ai", "mode": "null"}', "--latency-ms", "200",
+        "--api-key-env", "OTHER_KEY", "--no-access-log", name="options",
+        env={"RECOVERYOS_API_KEY": "not-this-one", "OTHER_KEY": "this-one"},
+    )
+    with httpx.Client(base_url=url, timeout=10, headers={"Authorization": "Bearer this-one"}) as client:
+        assert [f["mode"] for f in client.get("/-/faults").json()["faults"]] == ["null"]
+        started = time.monotonic()
+        assert call(client, "edge_ai").text == "null"
+        assert time.monotonic() - started >= 0.1  # at least half the base latency
+        assert call(client, "homomorphic").status_code == 200
+    assert "msg=request " not in procs.log("options")
+
+
+def test_bad_startup_fault_is_refused(tmp_path):
+    import subprocess
+
+    from conftest import CLI, free_port
+
+    out = subprocess.run([*CLI, "sandbox", "--listen", f"127.0.0.1:{free_port()}",
+                          "--fault", '{"endpoint": "*", "mode": "melt"}'],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 2 and "'melt' is not a fault mode" in out.stderr
+
+
+def test_create_app_serves_in_process():
+    """The documented Python entry: create_app(plan, api_key, seed) -> aiohttp Application."""
+    from aiohttp import web
+    from canary_guard.sandbox.app import create_app
+
+    async def scenario():
+        runner = web.AppRunner(create_app(PLAN, api_key="k", seed=1))
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]
+        try:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+                ep = EP["edge_ai"]
+                denied = await client.post(ep.path, json=ep.body)
+                ok = await client.post(ep.path, json=ep.body, headers={"Authorization": "Bearer k"})
+                return denied.status_code, ok.status_code
+        finally:
+            await runner.cleanup()
+
+    assert asyncio.run(scenario()) == (401, 200)
