@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import sys
 import time
@@ -58,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from .evaluate import decide, phase_index, required_elapsed
     from .prom import Prometheus, PrometheusError, fetch_window, first_sample, parse_time
 
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per query is noise here
     plan = plan_from_args(args)
     try:
         index = phase_index(plan, args.phase)
@@ -103,7 +105,7 @@ def fmt_value(v: float | None, unit: str) -> str:
     if v is None:
         return "-"
     if unit == "ratio":
-        return f"{v * 100:.3f}%"
+        return f"{v * 100:.4g}%" if v < 0.99 else f"{v * 100:.4f}%"
     if unit == "seconds":
         return f"{v * 1000:.0f}ms" if v < 10 else f"{v:.1f}s"
     return f"{v:g}"
@@ -143,8 +145,7 @@ def render(report) -> str:
             rows.append([
                 r.endpoint, f"{r.canary_probes}/{r.baseline_probes}",
                 _pct(lat.get("median_change")) if lat else "-",
-                f"{lat['cliffs_delta']:+.2f} [{lat['cliffs_delta_ci'][0]:+.2f},{lat['cliffs_delta_ci'][1]:+.2f}]"
-                if lat else "-",
+                _delta(lat) if lat else "-",
                 f"{lat['p_holm']:.2g}" if lat else "-",
                 f"{err['canary_ratio']:.2%} vs {err['baseline_ratio']:.2%}" if err else "-",
                 f"{err['p_holm']:.2g}" if err else "-",
@@ -154,6 +155,11 @@ def render(report) -> str:
                           "P(ERR)", "VERDICT"], rows))
     out += ["", "reasons:"] + [f"  - {r}" for r in report.reasons]
     return "\n".join(out)
+
+
+def _delta(lat: dict) -> str:
+    lo, hi = lat["cliffs_delta_ci"]
+    return f"{lat['cliffs_delta']:+.2f} [{lo:+.2f},{hi:+.2f}]"
 
 
 def _pct(v: float | None) -> str:

@@ -2,9 +2,10 @@
 and the decision (promote, hold or rollback).
 
 A criterion passes only when the data *show* it at the plan's confidence (a one-sided
-Clopper-Pearson bound for ratios and tail latencies, a normal bound for the mean), fails when
-the measurement breaches it over enough probes (or the breach itself is significant), and is
-``insufficient`` otherwise. Missing data never promotes.
+Clopper-Pearson bound for ratios and tail latencies, a normal bound for the mean), fails only
+when they show the breach at that confidence, and is ``insufficient`` otherwise (the gate holds:
+a marginal breach is neither a promotion nor a rollback; the alerts handle acute ones).
+Missing data never promotes.
 """
 
 from __future__ import annotations
@@ -83,16 +84,17 @@ def judge_ratio(name: str, bad: int, n: int, budget: float, confidence: float, *
         c.needed = stats.probes_to_show(budget, confidence)
         c.detail = "no probes in the window"
         return c
-    resolution = math.ceil(round(1 / budget, 9)) if budget > 0 else 1
-    if bad / n > budget and (n >= resolution or stats.binom_lower(bad, n, confidence) > budget):
+    if stats.binom_lower(bad, n, confidence) > budget:
         c.verdict = FAIL
-        c.detail = f"{bad} {what} in {n} probes"
+        c.detail = f"{bad} {what} in {n} probes: breach shown at {pct}"
     elif stats.binom_upper(bad, n, confidence) <= budget:
         c.verdict = PASS
         c.detail = f"{bad} {what} in {n} probes: shown at {pct}"
     else:
         c.needed = stats.probes_to_show(budget, confidence, bad)
         c.detail = f"{bad} {what} in {n} probes: showing it at {pct} needs >= {c.needed} probes"
+        if bad / n > budget:
+            c.detail = f"{bad} {what} in {n} probes: over the threshold, but not shown at {pct}"
     return c
 
 
@@ -134,8 +136,8 @@ def judge_mean(threshold: float, s: Series, confidence: float) -> Criterion:
     sd = _histogram_sd(s.sorted_buckets(), mean)
     z = stats.normal_ppf(confidence)
     se = sd / math.sqrt(n)
-    if mean > threshold and (n >= MEAN_MIN_PROBES or mean - z * se > threshold):
-        c.verdict, c.detail = FAIL, f"mean of {n} probes"
+    if n >= MEAN_MIN_PROBES and mean - z * se > threshold:
+        c.verdict, c.detail = FAIL, f"lower bound {_secs(mean - z * se)} at {confidence:.0%}"
     elif n >= MEAN_MIN_PROBES and mean + z * se <= threshold:
         c.verdict, c.detail = PASS, f"upper bound {_secs(mean + z * se)} at {confidence:.0%}"
     else:
@@ -143,7 +145,8 @@ def judge_mean(threshold: float, s: Series, confidence: float) -> Criterion:
         if mean < threshold:
             need = max(need, math.ceil((z * sd / (threshold - mean)) ** 2))
         c.needed = need
-        c.detail = f"mean of {n} probes (sd ~{_secs(sd)}): showing it at {confidence:.0%} needs >= {need} probes"
+        c.detail = (f"mean of {n} probes (sd ~{_secs(sd)}): showing it at {confidence:.0%} "
+                    f"needs >= {need} probes")
     return c
 
 
@@ -266,7 +269,8 @@ def compare(plan: Plan, canary: dict[str, Series], baseline: dict[str, Series]) 
                            f"p={lat['p_holm']:.2g}")
         if err["p_holm"] < a.alpha and err["difference"] >= a.error_margin:
             err["regression"] = True
-            why.append(f"failures: {err['canary_ratio']:.2%} vs {err['baseline_ratio']:.2%}, p={err['p_holm']:.2g}")
+            why.append(f"failures: {err['canary_ratio']:.2%} vs {err['baseline_ratio']:.2%}, "
+                       f"p={err['p_holm']:.2g}")
         row.verdict = "regression" if why else "ok"
         row.detail = "; ".join(why) if why else "no significant regression beyond the margins"
     return rows

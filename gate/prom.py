@@ -39,7 +39,9 @@ def parse_time(text: str) -> float:
     try:
         stamp = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
-        raise ValueError(f"{text!r} is not RFC3339 (2024-05-01T12:00:00Z), unix seconds or now-DURATION") from None
+        raise ValueError(
+            f"{text!r} is not RFC3339 (2024-05-01T12:00:00Z), unix seconds or now-DURATION"
+        ) from None
     if stamp.tzinfo is None:
         raise ValueError(f"{text!r} has no time zone: add Z or an offset such as +02:00")
     return stamp.timestamp()
@@ -137,12 +139,14 @@ def fetch_window(prom: Prometheus, window: float, at: float,
         key = (labels.get("track", ""), labels.get("endpoint", ""))
         return data.setdefault(key, Series())
 
-    for labels, v in prom.query(f"sum by (track, endpoint, outcome) (increase(canary_probes_total{sel}[{w}]))", at):
+    q = f"sum by (track, endpoint, outcome) (increase(canary_probes_total{sel}[{w}]))"
+    for labels, v in prom.query(q, at):
         series(labels).outcomes[labels.get("outcome", "")] = v
     bucket_q = f"sum by (track, endpoint, le) (increase(canary_probe_duration_seconds_bucket{sel}[{w}]))"
     for labels, v in prom.query(bucket_q, at):
         series(labels).buckets[float(labels["le"])] = v
-    for labels, v in prom.query(f"sum by (track, endpoint) (increase(canary_probe_duration_seconds_sum{sel}[{w}]))", at):
+    q = f"sum by (track, endpoint) (increase(canary_probe_duration_seconds_sum{sel}[{w}]))"
+    for labels, v in prom.query(q, at):
         series(labels).latency_sum = v
     q = f"sum by (track, endpoint) (increase(canary_probe_duration_seconds_count{sel}[{w}]))"
     for labels, v in prom.query(q, at):
@@ -161,7 +165,8 @@ def first_sample(prom: Prometheus, track: str, lookback: float, at: float) -> fl
     return result[0][1] if result else None
 
 
-def gauges(prom: Prometheus, metric: str, at: float, tracks: list[str] | None = None) -> dict[tuple[str, str], float]:
+def gauges(prom: Prometheus, metric: str, at: float,
+           tracks: list[str] | None = None) -> dict[tuple[str, str], float]:
     return {
         (labels.get("track", ""), labels.get("endpoint", "")): v
         for labels, v in prom.query(f"max by (track, endpoint) ({metric}{_sel(tracks)})", at)

@@ -1,0 +1,238 @@
+"""The gate against a real Prometheus holding known, backfilled probe data.
+
+One Prometheus for the module; every scenario is a track of its own. The data end ``AT``,
+three hours ago (backfilled blocks must be older than the head), and the gate is asked
+``--at AT``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from conftest import CLI, Processes, free_port, need_binary
+from gate_backfill import Scenario, backfill, write_openmetrics
+
+from canary_guard.cli import main
+
+EPS = ("alpha", "beta", "gamma")
+AT = float(int(time.time() // 60 * 60 - 3 * 3600))
+H = 3600.0
+
+PLAN = f"""
+version: 1
+name: gate_test
+service: test
+targets:
+  - {{name: canary, url: "http://127.0.0.1:1", guarded: true}}
+  - {{name: stable, url: "http://127.0.0.1:2"}}
+probe: {{interval: 1s, timeout: 1s}}
+endpoints:
+{chr(10).join(f"  - {{name: {e}, path: /{e}}}" for e in EPS)}
+phases:
+  - {{name: phase_1, traffic_percent: 5, duration: 90m,
+     criteria: {{availability: 0.999, avg_latency: 500ms, error_rate: 0.01, p95_latency: 500ms,
+                p99_latency: 1s, window: 1h}}}}
+  - {{name: phase_2, traffic_percent: 50}}
+"""
+
+SCENARIOS = [
+    # healthy, 2h of data: everything shown; twin is the same service (another seed)
+    Scenario("good", EPS, AT - 2 * H, AT, 3600),
+    Scenario("twin", EPS, AT - 2 * H, AT, 3600, seed=2),
+    # healthy but only 40 minutes old: too early for a 90m phase
+    Scenario("early", EPS, AT - 40 * 60, AT, 3600),
+    # one endpoint never probed
+    Scenario("partial", EPS[:2], AT - 2 * H, AT, 3600),
+    # few probes: 99.9% availability cannot be shown with 100 probes an hour per endpoint
+    Scenario("sparse", EPS, AT - 2 * H, AT, 100),
+    # 3% of probes fail: a breach
+    Scenario("breach", EPS, AT - 2 * H, AT, 3600, failures_per_hour=108),
+    # 30% slower than its baseline, identical error rates (1 in 1,000)
+    Scenario("slow", EPS, AT - 2 * H, AT, 1000, median=0.12 * 1.3, failures_per_hour=1, seed=3),
+    Scenario("base", EPS, AT - 2 * H, AT, 1000, median=0.12, failures_per_hour=1, seed=4),
+    # 2% of 1,000 probes fail against 0.1%: mostly-zero counts
+    Scenario("errs", EPS, AT - 2 * H, AT, 1000, failures_per_hour=20, seed=5),
+    Scenario("errbase", EPS, AT - 2 * H, AT, 1000, failures_per_hour=1, seed=6),
+]
+
+
+@pytest.fixture(scope="module")
+def prom(tmp_path_factory) -> str:
+    promtool, prometheus = need_binary("promtool"), need_binary("prometheus")
+    root = tmp_path_factory.mktemp("gate-prom")
+    om = root / "data.om"
+    write_openmetrics(SCENARIOS, om)
+    backfill(promtool, om, root / "tsdb")
+    (root / "prometheus.yml").write_text("global:\n  scrape_interval: 15s\n")
+    (root / "logs").mkdir()
+    procs = Processes(root / "logs")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        procs.start([prometheus, f"--config.file={root / 'prometheus.yml'}",
+                     f"--storage.tsdb.path={root / 'tsdb'}", "--storage.tsdb.retention.time=30d",
+                     f"--web.listen-address=127.0.0.1:{port}"],
+                    "prometheus", ready_url=f"{url}/-/ready", timeout=60)
+        _wait_ready(url)
+        yield url
+    finally:
+        procs.stop_all()
+
+
+def _wait_ready(url: str) -> None:
+    import httpx
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/-/ready", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError("prometheus not ready")
+
+
+@pytest.fixture(scope="module")
+def plan_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("gate-plan") / "plan.yaml"
+    path.write_text(PLAN)
+    return path
+
+
+def gate(capsys, prom: str, plan_file: Path, *extra: str) -> tuple[int, dict]:
+    capsys.readouterr()
+    code = main(["gate", "--plan", str(plan_file), "--prometheus", prom, "--at", str(AT), "--json", *extra])
+    out = capsys.readouterr().out
+    return code, json.loads(out)
+
+
+def crit(doc: dict) -> dict[str, dict]:
+    return {c["name"]: c for c in doc["criteria"]}
+
+
+def test_promotes_good_data_and_does_not_flag_an_identical_track(capsys, prom, plan_file):
+    code, doc = gate(capsys, prom, plan_file, "--phase", "1", "--track", "good", "--baseline", "twin")
+    assert (code, doc["decision"]) == (0, "promote"), doc["reasons"]
+    c = crit(doc)
+    assert all(x["verdict"] == "pass" for x in c.values())
+    # 3 endpoints x 3,600 probes an hour: the window holds ~10,800 probes
+    assert 10_500 <= c["availability"]["probes"] <= 11_000
+    assert c["availability"]["value"] == 1.0 and c["availability"]["threshold"] == 0.999
+    assert 0.1 < c["avg_latency"]["value"] < 0.15
+    assert c["all_endpoints_answering"]["value"] == 3
+    assert [r["verdict"] for r in doc["comparison"]] == ["ok"] * 3
+    for row in doc["comparison"]:
+        assert abs(row["latency"]["cliffs_delta"]) < 0.05
+        lo, hi = row["latency"]["cliffs_delta_ci"]
+        assert lo < row["latency"]["cliffs_delta"] < hi
+    assert doc["timing"]["verdict"] == "pass"
+
+
+def test_holds_without_data(capsys, prom, plan_file):
+    code, doc = gate(capsys, prom, plan_file, "--phase", "phase_1", "--track", "nothing",
+                     "--baseline", "none")
+    assert (code, doc["decision"]) == (2, "hold")
+    assert {x["verdict"] for x in doc["criteria"]} == {"insufficient"}
+    assert any("cannot tell when the phase started" in r for r in doc["reasons"])
+
+
+def test_holds_when_an_endpoint_has_no_probes(capsys, prom, plan_file):
+    code, doc = gate(capsys, prom, plan_file, "--phase", "1", "--track", "partial", "--baseline", "none")
+    assert (code, doc["decision"]) == (2, "hold")
+    answering = crit(doc)["all_endpoints_answering"]
+    assert answering["verdict"] == "insufficient" and "gamma" in answering["detail"]
+
+
+def test_holds_when_too_few_probes_to_show_availability(capsys, prom, plan_file):
+    code, doc = gate(capsys, prom, plan_file, "--phase", "1", "--track", "sparse", "--baseline", "none")
+    assert (code, doc["decision"]) == (2, "hold")
+    avail = crit(doc)["availability"]
+    assert avail["value"] == 1.0 and 290 <= avail["probes"] <= 310
+    assert avail["verdict"] == "insufficient" and avail["needed"] == 2995
+
+
+def test_holds_early_in_the_phase(capsys, prom, plan_file):
+    code, doc = gate(capsys, prom, plan_file, "--phase", "1", "--track", "early", "--baseline", "none")
+    assert (code, doc["decision"]) == (2, "hold")
+    assert all(x["verdict"] == "pass" for x in doc["criteria"])  # only the time is missing
+    assert doc["timing"]["verdict"] == "insufficient"
+    assert 39 * 60 <= doc["timing"]["elapsed"] <= 41 * 60 and doc["timing"]["required"] == 5400
+    assert any(r.startswith("too early") for r in doc["reasons"])
+    # with the phase's start given, the same data promotes once 90 minutes have passed
+    code, doc = gate(capsys, prom, plan_file, "--phase", "1", "--track", "good", "--baseline", "none",
+                     "--since", str(AT - 30 * 60))
+    assert code == 2 and doc["timing"]["elapsed"] == 1800
+
+
+def test_rolls_back_on_a_breach(capsys, prom, plan_file):
+    code, doc = gate(capsys, prom, plan_file, "--phase", "1", "--track", "breach", "--baseline", "none")
+    assert (code, doc["decision"]) == (3, "rollback")
+    c = crit(doc)
+    assert c["error_rate"]["verdict"] == "fail" and c["error_rate"]["value"] == pytest.approx(0.03, abs=0.002)
+    assert c["availability"]["verdict"] == "fail"
+    assert c["p95_latency"]["verdict"] == "pass"
+
+
+def test_detects_a_canary_30_percent_slower_than_stable(capsys, prom, plan_file):
+    code, doc = gate(capsys, prom, plan_file, "--phase", "1", "--track", "slow", "--baseline", "base")
+    assert (code, doc["decision"]) == (3, "rollback")
+    # the absolute criteria alone would not roll back: 156ms is well within 500ms
+    assert all(x["verdict"] != "fail" for x in doc["criteria"]), doc["criteria"]
+    for row in doc["comparison"]:
+        assert row["verdict"] == "regression", row
+        assert row["latency"]["regression"] is True
+        # medians interpolated inside the 100-250ms bucket: the 30% shows as ~17%
+        assert 0.1 <= row["latency"]["median_change"] <= 0.4
+        assert row["latency"]["cliffs_delta"] >= 0.147
+        assert row["latency"]["p_holm"] < 0.01
+        assert "regression" not in row["errors"]  # identical error rates
+
+
+def test_detects_2_percent_failures_against_0_1_percent(capsys, prom, plan_file):
+    code, doc = gate(capsys, prom, plan_file, "--phase", "1", "--track", "errs", "--baseline", "errbase")
+    assert code == 3
+    for row in doc["comparison"]:
+        err = row["errors"]
+        assert 19 <= err["canary_failures"] <= 21 and err["baseline_failures"] <= 2, err
+        assert err["regression"] is True and err["p_holm"] < 0.01
+        assert "regression" not in row["latency"]
+        assert abs(row["latency"]["cliffs_delta"]) < 0.147
+
+
+def test_table_for_people(capsys, prom, plan_file):
+    capsys.readouterr()
+    code = main(["gate", "--plan", str(plan_file), "--prometheus", prom, "--at", str(AT), "--phase", "1",
+                 "--track", "slow", "--baseline", "base"])
+    out = capsys.readouterr().out
+    assert code == 3
+    assert out.startswith("ROLLBACK  phase phase_1")
+    assert "CRITERION" in out and "p99_latency" in out and "REGRESSION" in out
+    assert "alpha regressed against base" in out
+
+
+def test_exit_codes_for_usage_and_connection_errors(plan_file):
+    port = free_port()  # nothing listens there
+    proc = subprocess.run([*CLI, "gate", "--plan", str(plan_file), "--prometheus", f"http://127.0.0.1:{port}",
+                           "--phase", "1"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1 and "cannot reach Prometheus" in proc.stderr
+    proc = subprocess.run([*CLI, "gate", "--plan", str(plan_file), "--prometheus", f"http://127.0.0.1:{port}",
+                           "--phase", "7"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1 and "no phase '7'" in proc.stderr
+
+
+def test_status_once_shows_every_endpoint_of_every_track(capsys, prom, plan_file):
+    capsys.readouterr()
+    code = main(["status", "--plan", str(plan_file), "--prometheus", prom, "--at", str(AT), "--once",
+                 "--tracks", "breach,good"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "\x1b[" not in out  # one plain frame
+    lines = [ln for ln in out.splitlines() if ln.startswith(("breach", "good"))]
+    assert len(lines) == 6
+    assert all(" ERR" in ln for ln in lines if ln.startswith("breach"))
+    assert all(ln.rstrip().endswith("ok") for ln in lines if ln.startswith("good"))
