@@ -79,7 +79,7 @@ def build_dashboard(plan: Plan) -> dict[str, Any]:
                         "from the same rules.",
             steps=g.thresholds(("red", None), ("green", 1)),
             mappings=g.value_mappings({"1": ("pass", "green"), "0": ("hold", "red")}),
-        ), 12, 5))
+        ), 8, 5))
     overview += [
         (g.stat(
             "Canary alerts firing",
@@ -94,6 +94,14 @@ def build_dashboard(plan: Plan) -> dict[str, Any]:
                       "actions", instant=True)],
             description="Actions the webhook ran (any outcome) in the selected time range.",
             steps=g.thresholds(("green", None), ("orange", 1)),
+            unit="none",
+        ), 4, 5),
+        (g.stat(
+            "Action runs needing review",
+            [g.target("sum(canary_guard_webhook_needs_review) or vector(0)", "needs review", instant=True)],
+            description="Action runs the webhook was interrupted in (restart mid-rollback): a human "
+                        "must check what happened (docs/runbook.md). Its HTML page lists them.",
+            steps=g.thresholds(("green", None), ("red", 1)),
             unit="none",
         ), 4, 5),
         (g.stat(

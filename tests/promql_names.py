@@ -114,3 +114,39 @@ def rule_file_names(path: Path) -> tuple[set[str], set[str]]:
             if "alert" in rule:
                 alerts.add(rule["alert"])
     return records, alerts
+
+
+def exporter_metric_names() -> set[str]:
+    """Every series name the exporter's exposition can contain (its FAMILIES table)."""
+    from canary_guard.exporter.metrics import FAMILIES
+
+    names = set()
+    for name, kind, _ in FAMILIES:
+        names.add(name)
+        if kind == "histogram":
+            names.update(name + s for s in ("_bucket", "_sum", "_count"))
+    return names
+
+
+def webhook_metric_names(plan, tmp: Path) -> set[str]:
+    """The names on a real webhook app's /metrics page (Flask test client, worker not started)."""
+    from canary_guard.webhook.app import WebhookConfig, create_app
+
+    app = create_app(plan, WebhookConfig(db=str(tmp / "webhook.db"), token="t", start_worker=False))
+    page = app.test_client().get("/metrics")
+    assert page.status_code == 200
+    return exposition_names(page.get_data(as_text=True))
+
+
+def rules_render(plan_path: Path | None, out: Path) -> Path | None:
+    """Run ``canary-guard rules render``; None when the rules command is not there."""
+    import sys
+
+    cmd = [sys.executable, "-m", "canary_guard", "rules", "render", "--out", str(out)]
+    if plan_path:
+        cmd += ["--plan", str(plan_path)]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode != 0 and "invalid choice: 'rules'" in result.stderr:
+        return None
+    assert result.returncode == 0, result.stderr
+    return out

@@ -11,22 +11,17 @@ from canary_guard.dashboard import render as r
 from conftest import CLI, need_binary
 from promql_names import (
     contract_record_names,
+    exporter_metric_names,
     metric_names,
     promtool_check_exprs,
+    rule_file_names,
+    rules_render,
     substitute,
     unwrap_label_values,
+    webhook_metric_names,
 )
 
 from canary_guard.plan import load_plan, parse_plan
-
-EXPORTER_METRICS = {
-    # the exporter's metric contract (common brief); histogram and counter series spelled out
-    "canary_probe_duration_seconds_bucket", "canary_probe_duration_seconds_sum",
-    "canary_probe_duration_seconds_count", "canary_probes_total", "canary_probe_errors_total",
-    "canary_probe_null_streak", "canary_probe_pii_exposures_total", "canary_probe_success",
-    "canary_probe_last_timestamp_seconds", "canary_guard_info",
-}
-WEBHOOK_METRICS = {"canary_guard_webhook_actions_total"}
 
 
 @pytest.fixture(scope="module")
@@ -39,11 +34,19 @@ def dashboard(shipped):
     return r.build_dashboard(shipped)
 
 
-def known_metrics(plan) -> set[str]:
-    alerts = {t.alert for t in plan.triggers}
-    # ALERTS: the series Prometheus keeps for the plan's alerting rules
-    alerts_series = {"ALERTS"} if alerts else set()
-    return EXPORTER_METRICS | WEBHOOK_METRICS | contract_record_names(plan) | alerts_series
+@pytest.fixture(scope="module")
+def known(shipped, tmp_path_factory):
+    """What the components expose: the exporter's families, a real webhook's /metrics, the
+    recording rules of a fresh `rules render`, and ALERTS (Prometheus's series of the alerts)."""
+    tmp = tmp_path_factory.mktemp("known")
+    names = exporter_metric_names() | webhook_metric_names(shipped, tmp)
+    rendered = rules_render(None, tmp / "rules")
+    if rendered is None:  # the rule generator has not landed: the brief's contract
+        records, alerts = contract_record_names(shipped), {t.alert for t in shipped.triggers}
+    else:
+        records, alerts = rule_file_names(rendered / "canary-guard.rules.yml")
+    assert alerts == {t.alert for t in shipped.triggers}
+    return names | records | {"ALERTS"}
 
 
 def plain_queries(dashboard) -> list[tuple[str, str]]:
@@ -86,8 +89,7 @@ def test_promtool_check_rejects_a_broken_query(tmp_path):
     assert result.returncode != 0
 
 
-def test_queries_name_only_exposed_metrics(dashboard, shipped):
-    known = known_metrics(shipped)
+def test_queries_name_only_exposed_metrics(dashboard, known):
     used: set[str] = set()
     for where, q in plain_queries(dashboard):
         names = metric_names(q)
