@@ -261,10 +261,10 @@ async def _apply(sandbox: Sandbox, ep: Endpoint, request: web.Request, fault: Fa
         code = fault.status_code
         return error_response(code, "Internal server error" if code == 500 else f"Injected error {code}")
     if mode == "rate_limited":
-        return error_response(
-            429, "Rate limit exceeded: 100 requests per minute per endpoint",
-            {"Retry-After": str(fault.retry_after)},
-        )
+        limit = sandbox.plan.rate_limits.per_endpoint_per_minute
+        detail = f"Rate limit exceeded: {limit} requests per minute per endpoint" if limit else (
+            "Rate limit exceeded")
+        return error_response(429, detail, {"Retry-After": str(fault.retry_after)})
     if mode == "null":
         return json_response(None)
     if mode == "invalid_json":
