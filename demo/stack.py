@@ -330,8 +330,6 @@ class Stack:
 
     # -- the whole stack -----------------------------------------------------------------
 
-    ORDER = ("sandboxes", "exporter", "webhook", "alertmanager", "prometheus")
-
     def start(self) -> Stack:
         atexit.register(self.stop)
         self._write_files()
@@ -342,7 +340,26 @@ class Stack:
         for name in names:
             self.log(f"starting {name:<16} {self.components[name].url}")
             self.start_component(name)
+        self.wait_quiet()
         return self
+
+    def wait_quiet(self, timeout: float = 30.0) -> None:
+        """Wait until Prometheus scrapes every target and no alert is pending or firing.
+
+        Right after Prometheus starts, its rules run before the first scrape, so the
+        "no probe data" alert is briefly active; scenarios start from a quiet stack.
+        """
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                targets = http_get(f"{self.prometheus_url}/api/v1/targets")["data"]["activeTargets"]
+                if targets and all(t["health"] == "up" for t in targets) and not self.prometheus_alerts():
+                    return
+            except OSError:
+                pass
+            time.sleep(0.25)
+        raise StackError(f"the stack did not settle within {timeout:.0f}s: alerts "
+                         f"{[a['labels'].get('alertname') for a in self.prometheus_alerts()]}")
 
     def stop(self) -> None:
         if self._stopped:
@@ -378,15 +395,16 @@ class Stack:
         return http_get(f"{self.alertmanager_url}/api/v2/alerts")
 
     def actions(self) -> list[dict]:
-        """The webhook's audit trail (GET /api/actions), oldest first."""
-        data = http_get(f"{self.webhook_url}/api/actions?limit=1000", timeout=3,
+        """The webhook's audit trail (GET /api/actions): one dict per run, oldest first.
+
+        Each run has ``id``, ``action``, ``status`` (queued, running, succeeded, failed,
+        partial, refused, cooldown, needs_review, ...), ``created_at``/``finished_at`` (epoch
+        seconds), ``steps`` (outcomes), ``attempts`` (with the ``command`` each ran) and
+        ``incident`` (``alertname``, ``track``, ``endpoint``, ...).
+        """
+        data = http_get(f"{self.webhook_url}/api/actions?limit=10000", timeout=3,
                         headers={"Authorization": f"Bearer {self.webhook_token}"})
-        if isinstance(data, dict):
-            for key in ("actions", "items", "records", "data"):
-                if isinstance(data.get(key), list):
-                    data = data[key]
-                    break
-        return sorted(data or [], key=lambda a: str(a.get("id", a.get("created_at", ""))).zfill(12))
+        return sorted(data["actions"], key=lambda a: a["id"])
 
     def system_status(self, track: str | None = None) -> dict:
         return http_get(f"{self.sandbox_url(track)}/elite/system-status", headers=self.service_headers())

@@ -11,6 +11,7 @@ prints each change with the seconds since the fault was injected:
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from .scenarios import Scenario
 from .stack import Stack
 
 POLL = 0.25
+RAN = ("succeeded", "partial", "failed")  # run statuses of an action that did run
 
 
 @dataclass
@@ -180,36 +182,37 @@ def _value(alerts: list[dict], key: tuple) -> str:
 
 
 def _final(rec: dict) -> bool:
-    status = str(rec.get("status", "")).lower()
-    return status not in ("queued", "running", "pending", "")
+    return rec.get("status") not in ("queued", "running")
+
+
+def alertname(rec: dict) -> str:
+    return (rec.get("incident") or {}).get("alertname") or ""
 
 
 def describe_action(rec: dict) -> str:
-    """One line for an audit-trail record: which action, for which alert, what it ran."""
-    alert = rec.get("alertname") or (rec.get("incident") or {}).get("alertname") or ""
-    parts = [f"action {rec.get('action')} {rec.get('status')}"]
-    if alert:
-        parts.append(f"for {alert}")
+    """One line for an audit-trail run: which action, for which alert, what it ran."""
+    parts = [f"action {rec['action']} {rec['status']}"]
+    if alertname(rec):
+        parts.append(f"for {alertname(rec)}")
     ran = []
-    for o in rec.get("outcomes") or []:
-        if isinstance(o, dict):
-            what = o.get("argv") or o.get("url") or o.get("detail") or ""
-            if isinstance(what, list):
-                what = " ".join(what)
-            ran.append(f"{o.get('kind', o.get('action', ''))}: {what}".strip(": "))
+    for att in rec.get("attempts") or []:
+        cmd = att.get("command") or {}
+        if "argv" in cmd:
+            what = " ".join(cmd["argv"])
+        elif "url" in cmd:
+            what = f"{cmd.get('method', 'POST')} {cmd['url']} {json.dumps(cmd.get('body'))}"
+        else:
+            what = att.get("kind", "")
+        ran.append(f"{att.get('action')}: {what} -> {att.get('outcome')}")
     if ran:
         parts.append("[" + "; ".join(ran) + "]")
-    if rec.get("reason"):
+    elif rec.get("reason"):
         parts.append(f"({rec['reason']})")
-    return " ".join(str(p) for p in parts)
+    return " ".join(parts)
 
 
 def action_time(rec: dict) -> float | None:
-    for key in ("finished_at", "updated_at", "created_at"):
-        v = rec.get(key)
-        if isinstance(v, int | float):
-            return float(v)
-    return None
+    return rec.get("finished_at")
 
 
 class Printer:
@@ -274,13 +277,14 @@ def run(stack: Stack, scenario: Scenario, *, out=print, timeout: float | None = 
     calls = stack.kubectl_calls()[base_calls:]
     res.rollbacks = len(calls)
     res.disabled = sorted(set(watcher.disabled) - base_disabled)
-    finished = [t for t in (action_time(a) for a in res.actions if _final(a)) if t]
+    finished = [t for t in (action_time(a) for a in res.actions if a["status"] in RAN) if t]
     finished += [c["time"] for c in calls]
     if finished:
         res.action_at = min(finished)
-        first = min((a for a in res.actions if action_time(a)), key=action_time, default=None)
+        first = min((a for a in res.actions if a["status"] in RAN and action_time(a)), key=action_time,
+                    default=None)
         if first:
-            res.action_alert = first.get("alertname")
+            res.action_alert = alertname(first)
     res.alerts_seen = sorted(watcher.ever_alerts)
 
     # clear the fault and undo what the action did to the sandbox
