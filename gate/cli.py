@@ -16,11 +16,23 @@ from canary_guard.cli import add_plan_argument, plan_from_args
 from canary_guard.durations import format_duration, parse_duration
 
 
+def duration_arg(text: str) -> float:
+    """A Prometheus duration ("5m", "200ms") or bare seconds ("0.5") for argparse."""
+    try:
+        return parse_duration(float(text))
+    except ValueError:
+        pass
+    try:
+        return parse_duration(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_plan_argument(parser)
     parser.add_argument("--prometheus", metavar="URL", required=True, help="Prometheus base URL")
     parser.add_argument("--phase", metavar="N|NAME", required=True, help="phase number (1-based) or name")
-    parser.add_argument("--window", metavar="DURATION", type=parse_duration, default=None,
+    parser.add_argument("--window", metavar="DURATION", type=duration_arg, default=None,
                         help="range to judge (default: the phase's criteria window)")
     parser.add_argument("--at", metavar="TIME", default="now",
                         help="evaluate at this time: RFC3339, unix seconds or now-DURATION (default now)")
@@ -84,16 +96,21 @@ def run(args: argparse.Namespace) -> int:
         prom.close()
     report = decide(plan, index, track, baseline, window, at, data, started, since is not None)
     if args.json:
-        print(json.dumps(report.to_dict(), indent=2, default=_json_default))
+        print(json.dumps(_finite(report.to_dict()), indent=2, allow_nan=False))
     else:
         print(render(report))
     return report.exit_code
 
 
-def _json_default(o):
-    if isinstance(o, float) and math.isinf(o):
+def _finite(o):
+    """JSON has no Infinity/NaN: such values become null."""
+    if isinstance(o, float) and not math.isfinite(o):
         return None
-    raise TypeError(type(o).__name__)
+    if isinstance(o, dict):
+        return {k: _finite(v) for k, v in o.items()}
+    if isinstance(o, list | tuple):
+        return [_finite(v) for v in o]
+    return o
 
 
 # --- the table for people ------------------------------------------------------------------

@@ -232,7 +232,23 @@ def test_status_once_shows_every_endpoint_of_every_track(capsys, prom, plan_file
     out = capsys.readouterr().out
     assert code == 0
     assert "\x1b[" not in out  # one plain frame
-    lines = [ln for ln in out.splitlines() if ln.startswith(("breach", "good"))]
+    lines = [ln for ln in out.splitlines() if ln.startswith(("breach ", "good "))]
     assert len(lines) == 6
     assert all(" ERR" in ln for ln in lines if ln.startswith("breach"))
     assert all(ln.rstrip().endswith("ok") for ln in lines if ln.startswith("good"))
+
+
+def test_status_live_redraws_in_place(prom, plan_file, tmp_path):
+    procs = Processes(tmp_path)
+    try:
+        procs.start([*CLI, "status", "--plan", str(plan_file), "--prometheus", prom, "--interval", "0.2"],
+                    "status")
+        deadline = time.monotonic() + 30
+        while procs.log("status").count("\x1b[H") < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        procs.stop_all()
+    out = procs.log("status")
+    assert out.count("\x1b[H") >= 2, out  # home, then the frame, again and again
+    assert "\x1b[J" in out and "no data" in out  # nothing was probed just now
+    assert "canary: guarded" in out and "stable: baseline" in out
