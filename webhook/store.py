@@ -71,6 +71,7 @@ CREATE TABLE IF NOT EXISTS runs (
     action        TEXT NOT NULL,
     status        TEXT NOT NULL,
     reason        TEXT NOT NULL DEFAULT '',
+    cause         TEXT NOT NULL DEFAULT '',
     step          INTEGER NOT NULL DEFAULT 0,
     attempt       INTEGER NOT NULL DEFAULT 0,
     dry_run       INTEGER NOT NULL DEFAULT 0,
@@ -135,8 +136,8 @@ _INSERT_ALERT = (
     "INSERT INTO alerts (notification_id, incident_id, status, duplicate) VALUES (?, ?, ?, ?)"
 )
 _INSERT_RUN = (
-    "INSERT INTO runs (incident_id, parent_run_id, action, status, reason, dry_run, created_at, "
-    "updated_at, next_at, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO runs (incident_id, parent_run_id, action, status, reason, cause, dry_run, created_at, "
+    "updated_at, next_at, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -165,6 +166,7 @@ class Run:
     action: str
     status: str
     reason: str
+    cause: str  # why the run exists (escalations: what failed)
     step: int
     attempt: int
     dry_run: bool
@@ -251,7 +253,8 @@ class Store:
                         run_status, reason = _initial_run(a.action, known_actions)
                         finished = None if run_status == QUEUED else now
                         run_id = c.execute(_INSERT_RUN, (iid, None, a.action or "", run_status, reason,
-                                                         int(dry_run), now, now, now, finished)).lastrowid
+                                                         reason, int(dry_run), now, now, now,
+                                                         finished)).lastrowid
                 else:
                     iid, old_status = c.execute(_SELECT_INCIDENT, (a.fingerprint, a.starts_at)).fetchone()
                     new = False
@@ -298,7 +301,7 @@ class Store:
 
     def run(self, run_id: int) -> Run | None:
         row = self._conn().execute(
-            "SELECT r.id, r.incident_id, r.parent_run_id, r.action, r.status, r.reason, r.step, "
+            "SELECT r.id, r.incident_id, r.parent_run_id, r.action, r.status, r.reason, r.cause, r.step, "
             "r.attempt, r.dry_run, r.outcomes, i.labels, i.annotations, i.fingerprint, i.starts_at "
             "FROM runs r LEFT JOIN incidents i ON i.id = r.incident_id WHERE r.id = ?",
             (run_id,),
@@ -306,10 +309,10 @@ class Store:
         if row is None:
             return None
         return Run(id=row[0], incident_id=row[1], parent_run_id=row[2], action=row[3], status=row[4],
-                   reason=row[5], step=row[6], attempt=row[7], dry_run=bool(row[8]),
-                   outcomes=json.loads(row[9]), labels=json.loads(row[10] or "{}"),
-                   annotations=json.loads(row[11] or "{}"), fingerprint=row[12] or "",
-                   starts_at=row[13] or "")
+                   reason=row[5], cause=row[6], step=row[7], attempt=row[8], dry_run=bool(row[9]),
+                   outcomes=json.loads(row[10]), labels=json.loads(row[11] or "{}"),
+                   annotations=json.loads(row[12] or "{}"), fingerprint=row[13] or "",
+                   starts_at=row[14] or "")
 
     def next_due(self) -> float | None:
         row = self._conn().execute("SELECT MIN(next_at) FROM runs WHERE status = ?", (QUEUED,)).fetchone()
@@ -374,7 +377,7 @@ class Store:
         now = time.time() if now is None else now
         finished = None if status == QUEUED else now
         with self._write() as c:
-            return c.execute(_INSERT_RUN, (incident_id, parent_run_id, action, status, reason,
+            return c.execute(_INSERT_RUN, (incident_id, parent_run_id, action, status, reason, reason,
                                            int(dry_run), now, now, now, finished)).lastrowid
 
     def claim_cooldown(self, key: str, action: str, run_id: int, seconds: float,
@@ -435,7 +438,7 @@ class Store:
         sql = (
             "SELECT r.id, r.action, r.status, r.reason, r.dry_run, r.parent_run_id, r.created_at, "
             "r.updated_at, r.finished_at, r.next_at, r.outcomes, i.id, i.fingerprint, i.starts_at, "
-            "i.alertname, i.track, i.endpoint, i.severity, i.status, i.deliveries "
+            "i.alertname, i.track, i.endpoint, i.severity, i.status, i.deliveries, r.cause "
             "FROM runs r LEFT JOIN incidents i ON i.id = r.incident_id"
             + (" WHERE " + " AND ".join(where) if where else "")
             + " ORDER BY r.id DESC LIMIT ?"
@@ -445,7 +448,7 @@ class Store:
         runs = []
         for row in conn.execute(sql, params):
             runs.append({
-                "id": row[0], "action": row[1], "status": row[2], "reason": row[3],
+                "id": row[0], "action": row[1], "status": row[2], "reason": row[3], "cause": row[20],
                 "dry_run": bool(row[4]), "escalated_from": row[5], "created_at": row[6],
                 "updated_at": row[7], "finished_at": row[8],
                 "next_attempt_at": row[9] if row[2] == QUEUED else None,

@@ -106,7 +106,7 @@ class Worker:
     def _advance(self, run: Run) -> None:
         ctx = AlertContext(run_id=run.id, action=run.action, labels=run.labels,
                            annotations=run.annotations, fingerprint=run.fingerprint,
-                           starts_at=run.starts_at, reason=run.reason if run.parent_run_id else "")
+                           starts_at=run.starts_at, reason=run.cause)
         steps = self.actions.steps(run.action)
         outcomes = list(run.outcomes)
         i, attempt = run.step, run.attempt
