@@ -6,11 +6,11 @@
     .venv/bin/python deploy/render.py --plan my-plan.yaml --out /tmp/deploy
 
 Generated (never edit by hand; change the plan and re-run):
-  kubernetes/plan.yaml                       the plan, verbatim (the ConfigMap's source)
-  kubernetes/rbac.yaml                       Role + RoleBinding per namespace the plan rolls back in
-  kubernetes/servicemonitor.yaml             ServiceMonitors (scrape interval and job from the plan)
-  kubernetes/prometheusrule.yaml             `canary-guard rules render` -> prometheusrule.yaml
-  kubernetes/dashboards/*.json               the Grafana dashboard (a ConfigMap for Grafana's sidecar)
+  kubernetes/base/plan.yaml                  the plan, verbatim (the ConfigMap's source)
+  kubernetes/base/rbac.yaml                  Role + RoleBinding per namespace the plan rolls back in
+  kubernetes/base/servicemonitor.yaml        ServiceMonitors (scrape interval and job from the plan)
+  kubernetes/base/prometheusrule.yaml        `canary-guard rules render` -> prometheusrule.yaml
+  kubernetes/base/dashboards/*.json          the Grafana dashboard (a ConfigMap for Grafana's sidecar)
   kubernetes/overlays/example/plan.yaml      the plan with in-cluster URLs (the example overlay)
   prometheus/prometheus.yml, prometheus/canary-guard.rules.yml
   alertmanager/alertmanager.yml              `canary-guard rules render` -> alertmanager.yml
@@ -172,13 +172,14 @@ def run_cli(*args: str) -> None:
 def render(plan_path: Path | None, out: Path) -> None:
     plan = load_plan(plan_path)
     source = plan_path or default_plan_path()
-    k8s = out / "kubernetes"
-    for d in (k8s / "dashboards", k8s / "overlays" / "example", out / "prometheus", out / "alertmanager"):
+    k8s = out / "kubernetes" / "base"
+    example = out / "kubernetes" / "overlays" / "example"
+    for d in (k8s / "dashboards", example, out / "prometheus", out / "alertmanager"):
         d.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source, k8s / "plan.yaml")
     (k8s / "rbac.yaml").write_text(rbac(plan))
     (k8s / "servicemonitor.yaml").write_text(service_monitors(plan))
-    (k8s / "overlays" / "example" / "plan.yaml").write_text(cluster_plan(plan))
+    (example / "plan.yaml").write_text(cluster_plan(plan))
     (out / "prometheus" / "prometheus.yml").write_text(prometheus_config(plan))
     plan_args = ["--plan", str(source)]
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,0 +1,145 @@
+"""deploy/: the generated files are fresh, the plain Prometheus and Alertmanager configs pass
+promtool and amtool, the Grafana files are the dashboard render, and the Dockerfile builds
+every component into one non-root image."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import need_binary
+
+from canary_guard.plan import load_plan
+
+ROOT = Path(__file__).resolve().parent.parent
+DEPLOY = ROOT / "deploy"
+RENDER = [sys.executable, str(DEPLOY / "render.py")]
+
+
+def test_generated_files_match_a_fresh_render_of_the_plan():
+    result = subprocess.run([*RENDER, "--check"], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+
+
+def test_check_names_a_stale_file(tmp_path):
+    out = tmp_path / "deploy"
+    assert subprocess.run([*RENDER, "--out", str(out)], capture_output=True).returncode == 0
+    assert subprocess.run([*RENDER, "--check", "--out", str(out)], capture_output=True).returncode == 0
+    rule = out / "kubernetes" / "base" / "prometheusrule.yaml"
+    rule.write_text(rule.read_text().replace("CanaryErrorRateHigh", "Renamed"))
+    (out / "alertmanager" / "alertmanager.yml").unlink()
+    result = subprocess.run([*RENDER, "--check", "--out", str(out)], capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "stale: deploy/kubernetes/base/prometheusrule.yaml" in result.stderr
+    assert "stale: deploy/alertmanager/alertmanager.yml" in result.stderr
+
+
+def test_render_follows_another_plan(tmp_path):
+    data = yaml.safe_load(load_plan().to_yaml())
+    data["prometheus"]["job"] = "my-canary"
+    data["prometheus"]["scrape_interval"] = 30
+    data["actions"]["rollback"]["deployment"] = "checkout"
+    data["actions"]["rollback"]["namespace"] = "shop"
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(yaml.safe_dump(data))
+    out = tmp_path / "deploy"
+    result = subprocess.run([*RENDER, "--plan", str(plan), "--out", str(out)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    prom = yaml.safe_load((out / "prometheus" / "prometheus.yml").read_text())
+    assert prom["scrape_configs"][0]["job_name"] == "my-canary"
+    assert prom["global"]["scrape_interval"] == "30s"
+    role, _binding = yaml.safe_load_all((out / "kubernetes" / "base" / "rbac.yaml").read_text())
+    assert role["metadata"]["namespace"] == "shop"
+    assert role["rules"][0]["resourceNames"] == ["checkout"]
+    assert 'up{job="my-canary"}' in (out / "prometheus" / "canary-guard.rules.yml").read_text()
+
+
+def test_prometheus_config_passes_promtool(tmp_path):
+    promtool = need_binary("promtool")
+    result = subprocess.run([promtool, "check", "config", str(DEPLOY / "prometheus" / "prometheus.yml")],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout + result.stderr
+    assert "canary-guard.rules.yml" in result.stdout + result.stderr  # the rule file was checked too
+
+
+def test_prometheus_config_scrapes_both_components_and_alerts():
+    plan = load_plan()
+    config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    jobs = {j["job_name"]: j for j in config["scrape_configs"]}
+    assert jobs[plan.prometheus.job]["static_configs"][0]["targets"] == ["canary-guard-exporter:9111"]
+    assert jobs["canary-guard-webhook"]["static_configs"][0]["targets"] == ["canary-guard-webhook:9112"]
+    assert config["global"]["evaluation_interval"] == "15s"
+    assert config["rule_files"] == ["canary-guard.rules.yml"]
+    assert config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
+
+
+def test_alertmanager_config_passes_amtool():
+    amtool = need_binary("amtool")
+    path = DEPLOY / "alertmanager" / "alertmanager.yml"
+    result = subprocess.run([amtool, "check-config", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    config = yaml.safe_load(path.read_text())
+    urls = [w["url"] for r in config["receivers"] for w in r.get("webhook_configs", [])]
+    assert urls and all(u == load_plan().alertmanager.webhook_url for u in urls)
+
+
+def test_grafana_files_are_the_dashboard_render():
+    grafana = DEPLOY / "grafana"
+    for rel in ("canary-guard-dashboard.json", "provisioning/datasources/canary-guard.yaml",
+                "provisioning/dashboards/canary-guard.yaml"):
+        assert (grafana / rel).is_file(), rel
+
+
+# -- Dockerfile --------------------------------------------------------------------------------
+
+def stages(text: str) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    current = None
+    for line in text.splitlines():
+        m = re.match(r"FROM\s+(\S+)(?:\s+AS\s+(\S+))?", line.strip(), re.I)
+        if m:
+            current = m.group(2) or m.group(1)
+            out[current] = [line.strip()]
+        elif current:
+            out[current].append(line.strip())
+    return out
+
+
+def test_dockerfile_builds_every_component_into_a_non_root_image():
+    text = (ROOT / "Dockerfile").read_text()
+    st = stages(text)
+    assert list(st)[-1] == "canary-guard"  # the default target is the plain image
+    assert re.search(r"ARG PYTHON_IMAGE=python:3\.11-slim", text)
+    package_dirs = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
+    build = "\n".join(st["build"])
+    ignore = (ROOT / ".dockerignore").read_text().split()
+    for folder in package_dirs.values():
+        assert f"COPY {folder}/ {folder}/" in build, folder
+        assert f"!{folder}/" in ignore, folder
+    for name in ("runtime", "webhook", "canary-guard"):
+        body = "\n".join(st[name])
+        assert "USER" in body or st[name][0].startswith("FROM runtime"), name
+    assert "USER 10001:10001" in "\n".join(st["runtime"])
+    webhook = "\n".join(st["webhook"])
+    assert st["webhook"][0] == "FROM runtime AS webhook"
+    assert "COPY --from=kubectl /usr/bin/kubectl" in webhook
+    assert "kubectl" not in "\n".join(st["canary-guard"])
+    # the image's user matches the manifests' runAsUser
+    for f in ("exporter.yaml", "webhook.yaml"):
+        assert "runAsUser: 10001" in (DEPLOY / "kubernetes" / "base" / f).read_text()
+
+
+@pytest.mark.skipif(shutil.which("docker") is None, reason="no docker client")
+def test_dockerfile_parses_with_docker_when_a_daemon_runs():
+    if subprocess.run(["docker", "info"], capture_output=True, timeout=20).returncode != 0:
+        pytest.skip("docker daemon not running: the image cannot be built here")
+    result = subprocess.run(["docker", "build", "--check", str(ROOT)], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
