@@ -319,7 +319,11 @@ def decide(plan: Plan, index: int, track: str, baseline: str | None, window: flo
         if c.verdict == FAIL:
             reasons.append(f"{c.name} breached: {c.detail}")
         elif c.verdict == INSUFFICIENT:
-            reasons.append(f"{c.name} not shown: {c.detail}")
+            hint = ""
+            if c.needed and c.probes and c.needed > c.probes:
+                longer = math.ceil(window * c.needed / c.probes / 60) * 60
+                hint = f" (at this probe rate: --window {format_duration(longer)} or more)"
+            reasons.append(f"{c.name} not shown: {c.detail}{hint}")
 
     need = required_elapsed(plan, index, since_flag)
     timing = {"started": started, "elapsed": None, "required": need, "verdict": PASS}

@@ -154,6 +154,8 @@ def test_holds_when_too_few_probes_to_show_availability(capsys, prom, plan_file)
     avail = crit(doc)["availability"]
     assert avail["value"] == 1.0 and 290 <= avail["probes"] <= 310
     assert avail["verdict"] == "insufficient" and avail["needed"] == 2995
+    # ~300 probes an hour -> 2,995 probes take ~10h
+    assert any("--window 10h" in r for r in doc["reasons"]), doc["reasons"]
 
 
 def test_holds_early_in_the_phase(capsys, prom, plan_file):
