@@ -175,7 +175,9 @@ def judge_answering(endpoints: list[str], data: dict[str, Series]) -> Criterion:
         c.verdict = FAIL
         c.detail = "no successful probe: " + ", ".join(sure_failing)
     elif silent or failing:
-        c.detail = "no probes: " + ", ".join(silent + failing)
+        parts = (["no probes: " + ", ".join(silent)] if silent else []) + \
+            (["no success yet in fewer than 3 probes: " + ", ".join(failing)] if failing else [])
+        c.detail = "; ".join(parts)
     else:
         c.verdict, c.detail = PASS, f"all {len(endpoints)} answered"
     return c
