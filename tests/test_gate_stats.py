@@ -8,7 +8,6 @@ import random
 from fractions import Fraction
 
 import pytest
-
 from canary_guard.gate import stats
 
 INF = math.inf
@@ -78,10 +77,9 @@ def test_mann_whitney_identical_samples_show_nothing():
 def fisher_exact_fraction(a: int, n1: int, c: int, n2: int) -> Fraction:
     """The hypergeometric tail with exact integers (an independent reference)."""
     k, n = a + c, n1 + n2
-    return sum(
-        (Fraction(math.comb(k, i) * math.comb(n - k, n1 - i), math.comb(n, n1)) for i in range(a, min(k, n1) + 1)),
-        Fraction(0),
-    )
+    total = math.comb(n, n1)
+    terms = (Fraction(math.comb(k, i) * math.comb(n - k, n1 - i), total) for i in range(a, min(k, n1) + 1))
+    return sum(terms, Fraction(0))
 
 
 def test_fisher_lady_tasting_tea():
