@@ -97,6 +97,28 @@ def test_grafana_files_are_the_dashboard_render():
         assert (grafana / rel).is_file(), rel
 
 
+# -- the runbook -------------------------------------------------------------------------------
+
+def runbook_anchors() -> set[str]:
+    text = (ROOT / "docs" / "runbook.md").read_text()
+    anchors = set(re.findall(r'<a id="([^"]+)"></a>', text))
+    for heading in re.findall(r"^#+ (.+)$", text, re.M):  # GitHub's heading slugs
+        anchors.add(re.sub(r"[^a-z0-9 _-]", "", heading.lower()).replace(" ", "-"))
+    return anchors
+
+
+def test_every_alerts_runbook_url_and_every_trigger_has_a_section():
+    anchors = runbook_anchors()
+    rules = yaml.safe_load((DEPLOY / "prometheus" / "canary-guard.rules.yml").read_text())
+    urls = {r["annotations"]["runbook_url"] for g in rules["groups"] for r in g["rules"] if "alert" in r}
+    assert urls
+    for url in urls:
+        assert url.partition("#")[2] in anchors, url
+    for trigger in load_plan().triggers:
+        assert trigger.name in anchors, trigger.name
+    assert {"undo-the-undo", "running-the-five-phases", "scaling-out"} <= anchors
+
+
 # -- Dockerfile --------------------------------------------------------------------------------
 
 def stages(text: str) -> dict[str, list[str]]:
