@@ -127,7 +127,7 @@ def start_webhook(procs, tmp_path: Path, plan_path: Path | None, db: Path, *extr
 
 def post(url: str, body: Any, headers: dict[str, str] | None = None, **kw: Any) -> httpx.Response:
     hdrs = {**AUTH, **(headers or {})}
-    if not isinstance(body, bytes | str):
+    if isinstance(body, dict | list):
         return httpx.post(f"{url}/alerts", json=body, headers=hdrs, timeout=10, **kw)
     hdrs.setdefault("Content-Type", "application/json")
     return httpx.post(f"{url}/alerts", content=body, headers=hdrs, timeout=10, **kw)

@@ -76,7 +76,7 @@ def create_app(plan: Plan, config: WebhookConfig) -> Flask:
         )
     store = Store(config.db, exclusive=config.exclusive)
     actions = ActionSet(plan)
-    metrics = WebhookMetrics([*actions.names(), actions.escalation], store.queue_depth,
+    metrics = WebhookMetrics([*actions.names(), actions.escalation], list(actions.leaves), store.queue_depth,
                              lambda: store.counts().get("runs_" + NEEDS_REVIEW, 0))
     worker = Worker(store, plan, actions, metrics, dry_run=config.dry_run, threads=config.workers)
     recovered = worker.recover()

@@ -14,7 +14,7 @@ RUN_OUTCOMES = ("succeeded", "failed", "partial", "refused", "cooldown", "needs_
 
 
 class WebhookMetrics:
-    def __init__(self, actions: Iterable[str], queue_depth: Callable[[], float],
+    def __init__(self, actions: Iterable[str], steps: Iterable[str], queue_depth: Callable[[], float],
                  needs_review: Callable[[], float]):
         r = self.registry = CollectorRegistry(auto_describe=True)
         self.notifications = Counter(P + "notifications_total",
@@ -64,6 +64,8 @@ class WebhookMetrics:
                 self.actions.labels(name, outcome)
             self.cooldown_refusals.labels(name)
         self.actions.labels("unknown", "unknown_action")
+        for name in steps:
+            self.duration.labels(name)
 
     def action_label(self, action: str | None) -> str:
         """Alert labels are untrusted: only plan action names become label values."""
