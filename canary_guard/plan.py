@@ -397,6 +397,7 @@ class Plan(_Model):
                     f"triggers[{i}].window: {format_duration(trig.window)} holds fewer than "
                     f"two probes at probe.interval {format_duration(self.probe.interval)}"
                 )
+            problems += _trigger_reach(self, i, trig)
         for name, action in self.actions.items():
             if isinstance(action, Sequence):
                 for j, step in enumerate(action.steps):
@@ -487,6 +488,18 @@ class Plan(_Model):
         """Requests per hour that the exporter sends to one target."""
         return len(self.endpoints) * 3600 / self.probe.interval
 
+    def trigger_warnings(self) -> list[str]:
+        """Triggers that look unreachable but are allowed (demo settings produce them)."""
+        out = []
+        for i, trig in enumerate(self.triggers):
+            if trig.kind == "latency_avg" and trig.threshold and trig.threshold >= self.probe.timeout:
+                out.append(
+                    f"triggers[{i}].threshold: {format_duration(trig.threshold)} is not below "
+                    f"probe.timeout ({format_duration(self.probe.timeout)}): probes are cut off at "
+                    "the timeout, so the average latency never exceeds it and this trigger never fires"
+                )
+        return out
+
     def budget_warnings(self) -> list[str]:
         """Where the probe schedule exceeds the service's documented rate limits."""
         limits, out = self.rate_limits, []
@@ -538,6 +551,51 @@ class Plan(_Model):
                 ],
             }
         )
+
+
+def _trigger_reach(plan: Plan, i: int, trig: Trigger) -> list[str]:
+    """A trigger that can never fire, or always fires, given the probe and scrape rates."""
+    out: list[str] = []
+    fd, scrape, probe = format_duration, plan.prometheus.scrape_interval, plan.probe
+    if trig.kind == "custom":
+        return out
+    window = plan.trigger_window(trig)
+    rate_based = trig.kind in ("error_rate", "availability", "latency_avg", "pii_exposure")
+    if rate_based and trig.window is not None and scrape <= trig.window < 2 * scrape:
+        out.append(
+            f"triggers[{i}].window: {fd(window)} holds fewer than two scrapes at "
+            f"prometheus.scrape_interval {fd(scrape)}: rate() needs two samples, so this trigger "
+            f"never fires; use at least {fd(2 * scrape)}"
+        )
+    if trig.kind in ("error_rate", "availability"):
+        series = len(plan.endpoints) if trig.kind == "availability" else 1
+        capacity = window / probe.interval * series
+        need = plan.min_probes(trig)
+        if need > capacity + 1e-9:
+            field = "min_probes" if trig.min_probes is not None else "window"
+            whose = "of one endpoint" if series == 1 else f"of the track's {series} endpoints"
+            out.append(
+                f"triggers[{i}].{field}: min_probes is {need} but the {fd(window)} window holds at "
+                f"most {capacity:g} probes {whose} at probe.interval {fd(probe.interval)}, so this "
+                f"trigger never fires; set window to at least "
+                f"{fd(math.ceil(need * probe.interval / series))} or lower min_probes"
+            )
+    if trig.kind == "pii_exposure" and trig.for_ >= window:
+        out.append(
+            f"triggers[{i}].for: {fd(trig.for_)} is not shorter than the window {fd(window)}: a "
+            f"single exposure leaves the window after {fd(window)}, so it would never fire; use "
+            "for: 0s (the default) or a longer window"
+        )
+    if trig.kind == "probes_missing" and trig.threshold is not None:
+        cycle = probe.interval + probe.timeout + scrape
+        if trig.threshold <= cycle:
+            out.append(
+                f"triggers[{i}].threshold: {fd(trig.threshold)} is not above one probe cycle "
+                f"(probe.interval {fd(probe.interval)} + probe.timeout {fd(probe.timeout)} + "
+                f"prometheus.scrape_interval {fd(scrape)} = {fd(cycle)}): the last probe ages past "
+                "it between two probes, so this trigger always fires"
+            )
+    return out
 
 
 def _duplicates(field: str, names: list[str]) -> list[str]:

@@ -57,4 +57,6 @@ def summary(plan: Plan, source: str) -> str:
     ))
     for warning in plan.budget_warnings():
         lines.append(f"warning:   {warning}")
+    for warning in plan.trigger_warnings():
+        lines.append(f"warning:   {warning}")
     return "\n".join(lines)
