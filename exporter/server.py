@@ -21,7 +21,7 @@ def create_app(metrics: Metrics, scheduler, plan_name: str, version: str) -> web
     started = time.time()
 
     async def metrics_handler(request: web.Request) -> web.Response:
-        body = metrics.render().encode()
+        body = metrics.render()
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
     async def healthz(request: web.Request) -> web.Response:

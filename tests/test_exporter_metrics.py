@@ -31,7 +31,7 @@ def make() -> Metrics:
 
 
 def test_every_label_combination_exists_with_zero_from_the_start():
-    s = samples(make().render())
+    s = samples(make().render().decode())
     for track in ("canary", "stable"):
         for ep in ("edge_ai", "homomorphic"):
             base = (("endpoint", ep), ("track", track))
@@ -49,7 +49,7 @@ def test_every_label_combination_exists_with_zero_from_the_start():
 
 
 def test_families_and_types():
-    fams = parse(make().render())
+    fams = parse(make().render().decode())
     assert fams["canary_probe_duration_seconds"].type == "histogram"
     assert fams["canary_probes"].type == "counter"  # the parser strips _total
     assert fams["canary_probe_errors"].type == "counter"
@@ -65,7 +65,7 @@ def test_histogram_buckets_are_cumulative_and_include_the_thresholds():
     s = m.get("canary", "edge_ai")
     for d in (0.003, 0.1, 0.3, 0.5, 0.7, 1.0, 2.0, 99.0):
         s.record(ProbeOutcome("success", None, 200, d), now=123.0)
-    got = samples(m.render())
+    got = samples(m.render().decode())
     base = (("endpoint", "edge_ai"), ("track", "canary"))
 
     def bucket(le: str) -> float:
@@ -90,9 +90,9 @@ def test_record_counts_outcomes_reasons_pii_and_streak():
     s.record(ProbeOutcome("null", None, 200, 0.01))
     s.record(ProbeOutcome("null", None, 200, 0.01, ("email", "card")))
     s.record(ProbeOutcome("error", "timeout", None, None))
-    m.render()  # a render in between must not freeze cached values
+    m.render().decode()  # a render in between must not freeze cached values
     s.record(ProbeOutcome("null", None, 200, 0.01))
-    got = samples(m.render())
+    got = samples(m.render().decode())
     base = (("endpoint", "homomorphic"), ("track", "stable"))
 
     def with_(k, v):
@@ -107,7 +107,7 @@ def test_record_counts_outcomes_reasons_pii_and_streak():
     assert got[("canary_probe_duration_seconds_count", base)] == 3  # timeouts are not observed
     assert got[("canary_probe_success", base)] == 0
     s.record(ProbeOutcome("success", None, 200, 0.01))
-    got = samples(m.render())
+    got = samples(m.render().decode())
     assert got[("canary_probe_success", base)] == 1
     assert got[("canary_probe_null_streak", base)] == 0
     # other series untouched
@@ -117,15 +117,15 @@ def test_record_counts_outcomes_reasons_pii_and_streak():
 
 def test_label_values_are_escaped():
     m = Metrics('1"x', 'a\\b\nc')
-    assert r'canary_guard_info{version="1\"x",plan="a\\b\nc"} 1' in m.render()
-    parse(m.render())
+    assert r'canary_guard_info{version="1\"x",plan="a\\b\nc"} 1' in m.render().decode()
+    parse(m.render().decode())
 
 
 def test_promtool_check_metrics_is_silent():
     promtool = need_binary("promtool")
     m = make()
     m.get("canary", "edge_ai").record(ProbeOutcome("error", "http_5xx", 500, 0.2, ("ssn",)))
-    proc = subprocess.run([promtool, "check", "metrics"], input=m.render(), capture_output=True,
+    proc = subprocess.run([promtool, "check", "metrics"], input=m.render().decode(), capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout + proc.stderr == ""
