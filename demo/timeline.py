@@ -12,6 +12,7 @@ prints each change with the seconds since the fault was injected:
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 from dataclasses import dataclass, field
@@ -211,10 +212,6 @@ def describe_action(rec: dict) -> str:
     return " ".join(parts)
 
 
-def action_time(rec: dict) -> float | None:
-    return rec.get("finished_at")
-
-
 class Printer:
     def __init__(self, out=print, t0: float | None = None):
         self.out = out
@@ -260,7 +257,8 @@ def run(stack: Stack, scenario: Scenario, *, out=print, timeout: float | None = 
     while time.time() < deadline:
         for line in watcher.poll():
             say(line)
-        new = [a for a in stack_actions(stack) if a.get("id") not in base_actions and _final(a)]
+        new = [a for a in stack_actions(stack) if a.get("id") not in base_actions
+               and a["status"] in RAN and a["action"] == scenario.action]
         calls = stack.kubectl_calls()[base_calls:]
         disabled = sorted(set(watcher.disabled) - base_disabled)
         done = bool(new) and len(calls) >= scenario.expected.rollbacks and (
@@ -277,14 +275,13 @@ def run(stack: Stack, scenario: Scenario, *, out=print, timeout: float | None = 
     calls = stack.kubectl_calls()[base_calls:]
     res.rollbacks = len(calls)
     res.disabled = sorted(set(watcher.disabled) - base_disabled)
-    finished = [t for t in (action_time(a) for a in res.actions if a["status"] in RAN) if t]
-    finished += [c["time"] for c in calls]
-    if finished:
-        res.action_at = min(finished)
-        first = min((a for a in res.actions if a["status"] in RAN and action_time(a)), key=action_time,
-                    default=None)
-        if first:
-            res.action_alert = alertname(first)
+    # the first run of the scenario's action (it may have been asked for by another alert
+    # with the same action, e.g. availability, which a failing endpoint also breaks)
+    ran = [a for a in res.actions if a["status"] in RAN and a["action"] == scenario.action]
+    if ran:
+        first = min(ran, key=lambda a: a["finished_at"] or math.inf)
+        res.action_at = first["finished_at"]
+        res.action_alert = alertname(first)
     res.alerts_seen = sorted(watcher.ever_alerts)
 
     # clear the fault and undo what the action did to the sandbox
