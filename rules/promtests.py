@@ -484,6 +484,73 @@ class _Builder:
              *self.none_of(no_rollback, self.eval_at(self.s))],
         ))
 
+    # phase gates ---------------------------------------------------------------------------
+
+    def gates(self) -> None:
+        plan = self.plan
+        tracks = plan.guarded_tracks() or [plan.targets[0].name]
+        track = tracks[0]
+        phases = [(ph.name, ph.criteria) for ph in plan.phases] or [("slos", plan.slos)]
+        longest = max(c.window for _, c in phases)
+        n = self.steps(longest) + 2
+        at = self.eval_at(n * self.s)
+        crit = [c for _, c in phases]
+        lat = min(min(c.avg_latency, c.p95_latency, c.p99_latency) for c in crit) / 2
+        bounds = [lat]  # every probe in the first bucket: p95/p99 interpolate below lat
+        first = plan.endpoints[0].name
+
+        def series(failing: str | None) -> list[Series]:
+            out = []
+            for e in plan.endpoints:
+                bad = e.name == failing
+                out += self.probe_series(track, e.name, n, {"error": 1} if bad else {"success": 1})
+                count = encode(cumulative([1] * n))
+                out.append(Series(sel("canary_probe_duration_seconds_count", track=track, endpoint=e.name),
+                                  count))
+                out.append(Series(sel("canary_probe_duration_seconds_sum", track=track, endpoint=e.name),
+                                  encode(cumulative([lat] * n))))
+                for b in [*bounds, "+Inf"]:
+                    le = b if isinstance(b, str) else _num(b)
+                    hit = b == "+Inf" or b >= lat
+                    out.append(Series(
+                        sel("canary_probe_duration_seconds_bucket", track=track, endpoint=e.name, le=le),
+                        count if hit else encode([0] * (n + 1))))
+            return out
+
+        def samples(failing: bool) -> tuple[list[dict], list[dict]]:
+            ok, all_ok = [], []
+            for name, c in phases:
+                # one endpoint of the track fails every probe: a share f of the track's probes
+                f = Fraction(1, len(plan.endpoints)) if failing else Fraction(0)
+                values = {
+                    "availability": int(1 - f >= Fraction(str(c.availability))),
+                    "avg_latency": 1, "p95_latency": 1, "p99_latency": 1,
+                    "error_rate": int(f < Fraction(str(c.error_rate))),
+                }
+                if c.all_endpoints_answering:
+                    values["all_endpoints_answering"] = 0 if failing else 1
+                for criterion, v in values.items():
+                    ok.append({"labels": f'{spec.GATE_OK}{{criterion="{criterion}",phase="{name}",'
+                                         f'track="{track}"}}', "value": v})
+                all_ok.append({"labels": f'{spec.GATE_ALL_OK}{{phase="{name}",track="{track}"}}',
+                               "value": min(values.values())})
+            return ok, all_ok
+
+        ok, all_ok = samples(False)
+        self.tests.append(UnitTest(
+            f"phase gates: a healthy {track} meets every criterion of every phase",
+            self.s, series(None), [],
+            [ExprCheck(at, f'{spec.GATE_OK}{{track="{track}"}}', ok),
+             ExprCheck(at, f'{spec.GATE_ALL_OK}{{track="{track}"}}', all_ok)],
+        ))
+        ok, all_ok = samples(True)
+        self.tests.append(UnitTest(
+            f"phase gates: {first} failing every probe (1 of {len(plan.endpoints)} endpoints)",
+            self.s, series(first), [],
+            [ExprCheck(at, f'{spec.GATE_OK}{{track="{track}"}}', ok),
+             ExprCheck(at, f'{spec.GATE_ALL_OK}{{track="{track}"}}', all_ok)],
+        ))
+
     def build(self) -> list[UnitTest]:
         for t in self.plan.triggers:
             if t.kind in ("error_rate", "availability"):
@@ -497,6 +564,7 @@ class _Builder:
             elif t.kind == "probes_missing":
                 self.probes_missing(t)
             # custom triggers are raw PromQL: their inputs are unknown, promtool check covers them
+        self.gates()
         return self.tests
 
 
