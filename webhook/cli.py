@@ -71,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
+    # waitress warns on every queued request when all threads are busy: a burst is not news.
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     log.info("webhook listening", extra={
         "listen": f"{host}:{port}", "db": args.db, "plan": plan.name, "dry_run": args.dry_run,
         "auth": "token" if token else "disabled", "queued": state["store"].queue_depth()})

@@ -34,7 +34,6 @@ CREATE TABLE IF NOT EXISTS notifications (
     receiver      TEXT NOT NULL,
     group_key     TEXT NOT NULL,
     alert_count   INTEGER NOT NULL,
-    new_incidents INTEGER NOT NULL,
     body          TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS incidents (
@@ -81,9 +80,8 @@ CREATE TABLE IF NOT EXISTS runs (
     next_at       REAL NOT NULL,
     finished_at   REAL
 );
-CREATE INDEX IF NOT EXISTS runs_queue ON runs (status, next_at);
+CREATE INDEX IF NOT EXISTS runs_queue ON runs (next_at) WHERE status = 'queued';
 CREATE INDEX IF NOT EXISTS runs_incident ON runs (incident_id);
-CREATE INDEX IF NOT EXISTS runs_created ON runs (created_at);
 CREATE TABLE IF NOT EXISTS attempts (
     id          INTEGER PRIMARY KEY,
     run_id      INTEGER NOT NULL REFERENCES runs(id),
@@ -117,20 +115,20 @@ RUN_STATUSES = (QUEUED, RUNNING, SUCCEEDED, FAILED, PARTIAL, REFUSED, COOLDOWN, 
                 UNKNOWN_ACTION, DRY_RUN)
 
 _INSERT_NOTIFICATION = (
-    "INSERT INTO notifications (received_at, status, receiver, group_key, alert_count, "
-    "new_incidents, body) VALUES (?, ?, ?, ?, ?, 0, ?)"
+    "INSERT INTO notifications (received_at, status, receiver, group_key, alert_count, body) "
+    "VALUES (?, ?, ?, ?, ?, ?)"
 )
 _INSERT_INCIDENT = (
     "INSERT OR IGNORE INTO incidents (fingerprint, starts_at, alertname, action, track, endpoint, "
     "severity, status, labels, annotations, generator_url, notification_id, first_seen, last_seen) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-_SELECT_INCIDENT = "SELECT id, status FROM incidents WHERE fingerprint = ? AND starts_at = ?"
+# A repeated delivery: count it; a resolution is remembered (a late "firing" never un-resolves).
 _TOUCH_INCIDENT = (
-    "UPDATE incidents SET deliveries = deliveries + 1, last_seen = ?, "
-    "status = CASE WHEN ? = 'resolved' THEN 'resolved' ELSE status END, "
-    "resolved_at = CASE WHEN ? = 'resolved' THEN COALESCE(resolved_at, ?) ELSE resolved_at END "
-    "WHERE id = ?"
+    "UPDATE incidents SET deliveries = deliveries + 1, last_seen = ?1, "
+    "status = CASE WHEN ?2 = 'resolved' THEN 'resolved' ELSE status END, "
+    "resolved_at = CASE WHEN ?2 = 'resolved' THEN COALESCE(resolved_at, ?1) ELSE resolved_at END "
+    "WHERE fingerprint = ?3 AND starts_at = ?4 RETURNING id, resolved_at"
 )
 _INSERT_ALERT = (
     "INSERT INTO alerts (notification_id, incident_id, status, duplicate) VALUES (?, ?, ?, ?)"
@@ -187,6 +185,8 @@ class Store:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._lockfile = None
+        self._checkpointing = False
+        self._stop = threading.Event()
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             if exclusive:
@@ -211,16 +211,40 @@ class Store:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes
             conn.execute("PRAGMA busy_timeout=10000")
+            # Checkpoints run on their own thread (start_checkpointer), not inside the commit
+            # of whichever request happens to cross the WAL size threshold.
+            conn.execute(f"PRAGMA wal_autocheckpoint={0 if self._checkpointing else 1000}")
             conn.execute("PRAGMA foreign_keys=ON")
             self._local.conn = conn
         return conn
+
+    def start_checkpointer(self, interval: float = 0.5) -> None:
+        """Copy the WAL into the database every ``interval`` seconds from a background thread."""
+        self._checkpointing = True
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.execute("PRAGMA wal_autocheckpoint=0")
+
+        def loop() -> None:
+            while not self._stop.wait(interval):
+                try:
+                    self._conn().execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except sqlite3.Error:
+                    pass  # busy or closing: the next round catches up
+
+        threading.Thread(target=loop, name="webhook-checkpoint", daemon=True).start()
 
     def _write(self):
         return _Tx(self._lock, self._conn())
 
     def close(self) -> None:
+        self._stop.set()
         conn = getattr(self._local, "conn", None)
         if conn is not None:
+            try:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error:
+                pass
             conn.close()
             self._local.conn = None
         if self._lockfile is not None:
@@ -234,7 +258,6 @@ class Store:
         """Record a notification with its alerts; open incidents and queue their runs."""
         now = time.time() if now is None else now
         out: list[RecordedAlert] = []
-        new_count = 0
         with self._write() as c:
             nid = c.execute(_INSERT_NOTIFICATION, (now, n.status, n.receiver, n.group_key,
                                                    len(n.alerts), body)).lastrowid
@@ -248,7 +271,6 @@ class Store:
                 run_id = run_status = None
                 if cur.rowcount == 1:
                     iid, new, dup = cur.lastrowid, True, False
-                    new_count += 1
                     if a.status == "firing":
                         run_status, reason = _initial_run(a.action, known_actions)
                         finished = None if run_status == QUEUED else now
@@ -256,14 +278,13 @@ class Store:
                                                          reason, int(dry_run), now, now, now,
                                                          finished)).lastrowid
                 else:
-                    iid, old_status = c.execute(_SELECT_INCIDENT, (a.fingerprint, a.starts_at)).fetchone()
+                    iid, resolved_at = c.execute(_TOUCH_INCIDENT, (now, a.status, a.fingerprint,
+                                                                   a.starts_at)).fetchone()
                     new = False
-                    dup = old_status == a.status or old_status == "resolved"
-                    c.execute(_TOUCH_INCIDENT, (now, a.status, a.status, now, iid))
+                    # firing again is a repeat; resolved is news only the first time
+                    dup = a.status == "firing" or resolved_at != now
                 c.execute(_INSERT_ALERT, (nid, iid, a.status, int(dup)))
                 out.append(RecordedAlert(iid, a.status, a.action, new, dup, run_id, run_status))
-            if new_count:
-                c.execute("UPDATE notifications SET new_incidents = ? WHERE id = ?", (new_count, nid))
         return Recorded(nid, out)
 
     # -- the worker -----------------------------------------------------------------------
@@ -289,11 +310,12 @@ class Store:
     def claim(self, now: float | None = None) -> Run | None:
         """Take the next due queued run (marking it running), or None."""
         now = time.time() if now is None else now
+        # literal 'queued': the partial index runs_queue serves it
+        sql = "SELECT id FROM runs WHERE status = 'queued' AND next_at <= ? ORDER BY next_at, id LIMIT 1"
+        if self._conn().execute(sql, (now,)).fetchone() is None:
+            return None  # the common case: no write transaction just to find nothing
         with self._write() as c:
-            row = c.execute(
-                "SELECT id FROM runs WHERE status = ? AND next_at <= ? ORDER BY next_at, id LIMIT 1",
-                (QUEUED, now),
-            ).fetchone()
+            row = c.execute(sql, (now,)).fetchone()
             if row is None:
                 return None
             c.execute("UPDATE runs SET status = ?, updated_at = ? WHERE id = ?", (RUNNING, now, row[0]))
@@ -315,7 +337,7 @@ class Store:
                    starts_at=row[14] or "")
 
     def next_due(self) -> float | None:
-        row = self._conn().execute("SELECT MIN(next_at) FROM runs WHERE status = ?", (QUEUED,)).fetchone()
+        row = self._conn().execute("SELECT MIN(next_at) FROM runs WHERE status = 'queued'").fetchone()
         return row[0]
 
     def start_attempt(self, run_id: int, step: int, step_action: str, kind: str, attempt: int,
@@ -405,7 +427,7 @@ class Store:
     # -- reading ----------------------------------------------------------------------------
 
     def queue_depth(self) -> int:
-        return self._conn().execute("SELECT COUNT(*) FROM runs WHERE status = ?", (QUEUED,)).fetchone()[0]
+        return self._conn().execute("SELECT COUNT(*) FROM runs WHERE status = 'queued'").fetchone()[0]
 
     def counts(self) -> dict[str, int]:
         c = self._conn()
