@@ -71,6 +71,9 @@ def run(args: argparse.Namespace) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
+    # Hand the GIL over sooner (default 5 ms): a request waiting behind the worker thread or
+    # another request is answered sooner; throughput is unchanged for this short work.
+    sys.setswitchinterval(0.001)
     # waitress warns on every queued request when all threads are busy: a burst is not news.
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     log.info("webhook listening", extra={
