@@ -230,11 +230,11 @@ def measure_memory(proc: subprocess.Popen, url: str, seconds: float) -> dict:
         samples.append((now - start, rss_mib(proc.pid)))
         time.sleep(5)
     samples.append((time.monotonic() - start, rss_mib(proc.pid)))
-    half = [r for t, r in samples if t >= seconds / 2]
-    return {"rss_samples": samples, "rss_first": samples[0][1], "rss_last": samples[-1][1],
-            "rss_max": max(r for _, r in samples),
-            "rss_second_half_spread": (max(half) - min(half)) if half else 0.0,
-            "scrape_ms": scrape_ms}
+    first = [r for t, r in samples if t <= min(60.0, seconds / 2)]
+    last = [r for t, r in samples if t >= seconds - min(60.0, seconds / 2)]
+    return {"rss_samples": samples, "rss_first": statistics.median(first),
+            "rss_last": statistics.median(last), "rss_floor_first": min(first),
+            "rss_floor_last": min(last), "rss_max": max(r for _, r in samples), "scrape_ms": scrape_ms}
 
 
 async def drive_blackbox(bb_url: str, targets: list[str], rate: float, seconds: float) -> tuple[int, int]:
@@ -385,9 +385,9 @@ def main() -> int:
             print(f"/metrics over HTTP during the run (render + transfer + client read): "
                   f"{', '.join(f'{x:.0f}' for x in mem['scrape_ms'])} ms")
         print(f"exporter RSS over {args.minutes:g} min at {max(sizes)} endpoints, {args.rate:g} probes/s, "
-              f"scraped every 15 s: first {mem['rss_first']:.1f} MiB, last {mem['rss_last']:.1f} MiB, "
-              f"max {mem['rss_max']:.1f} MiB, spread over the second half "
-              f"{mem['rss_second_half_spread']:.1f} MiB")
+              f"scraped every 15 s: median {mem['rss_first']:.1f} MiB in the first minute, "
+              f"{mem['rss_last']:.1f} MiB in the last (floor {mem['rss_floor_first']:.1f} -> "
+              f"{mem['rss_floor_last']:.1f}); peak {mem['rss_max']:.1f} MiB while a scrape is sent")
         print("  samples (s: MiB): " + ", ".join(f"{t:.0f}: {r:.1f}" for t, r in mem["rss_samples"]))
         if args.clients:
             print("probe client CPU ms per request (keep-alive GET of the 227-byte JSON, 3,000 requests):")
