@@ -5,8 +5,9 @@ interval at start (plus a little jitter) so that 10,000 jobs do not fire at once
 tick the job's probe starts as its own task with its own timeout, so a slow or hung endpoint
 never delays another. A tick never piles up probes: when the previous probe of the same job
 is still running (or waiting for a concurrency slot), the tick is skipped and counted
-(``canary_probe_skipped_total{reason="busy"}``). Concurrency is bounded by
-``probe.concurrency``.
+(``canary_probe_skipped_total{reason="busy"}``); this is also what happens when
+``probe.timeout`` exceeds ``probe.interval`` and an endpoint answers slowly: its answer is
+measured, not cut off at the interval. Concurrency is bounded by ``probe.concurrency``.
 
 A 429 is error reason ``rate_limited`` and the job backs off: no probe before Retry-After
 (capped), or, without one, an interval that doubles with each consecutive 429 (capped at

@@ -211,6 +211,24 @@ def test_a_hung_endpoint_does_not_slow_the_others(procs, tmp_path):
         assert 1 <= done <= expected + 1, (ep, done)
 
 
+def test_a_timeout_longer_than_the_interval_measures_slow_answers(procs, tmp_path):
+    sandbox = start_sandbox(procs, env={"RECOVERYOS_API_KEY": ""})
+    fault(sandbox, "edge_ai", "slow", latency_ms=1200)
+    url, _ = start_exporter(procs, write_plan(tmp_path, sandbox, interval=0.5, timeout=3.0))
+
+    def slow_seen():
+        v = values(scrape(url))
+        ok = (v[("canary_probes_total", "canary", "edge_ai", "success")] >= 2
+              and v[("canary_probe_skipped_total", "canary", "edge_ai", "busy")] >= 2)
+        return v if ok else None
+
+    v = wait_for(slow_seen)
+    assert v[("canary_probe_errors_total", "canary", "edge_ai", "timeout")] == 0
+    assert v[("canary_probe_duration_seconds_bucket", "canary", "edge_ai", "1.0")] == 0  # all > 1 s
+    assert v[("canary_probe_duration_seconds_count", "canary", "edge_ai", "")] >= 2
+    assert v[("canary_probe_skipped_total", "canary", "homomorphic", "busy")] == 0
+
+
 def test_the_auth_header_is_sent_and_the_token_never_shown(procs, tmp_path):
     sandbox = start_sandbox(procs, env={"RECOVERYOS_API_KEY": TOKEN})
     plan = write_plan(tmp_path, sandbox)
@@ -243,7 +261,7 @@ def test_the_auth_header_is_sent_and_the_token_never_shown(procs, tmp_path):
 
 def test_bad_arguments_exit_2():
     for args in (["--target", "Bad Name=http://x"], ["--target", "canary=ftp://x"],
-                 ["--listen", "nowhere"], ["--interval", "1s", "--timeout", "2s"]):
+                 ["--listen", "nowhere"], ["--interval", "0s"], ["--timeout", "soon"]):
         proc = subprocess.run([*CLI, "exporter", *args], capture_output=True, text=True, timeout=60)
         assert proc.returncode == 2, (args, proc.stderr)
         assert "canary-guard exporter:" in proc.stderr
