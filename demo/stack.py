@@ -444,10 +444,12 @@ def _signal(pid: int, sig: int) -> None:
 
 
 def install_signal_handlers() -> None:
-    """Turn SIGTERM into SystemExit so that ``finally`` blocks and atexit stop the stack."""
+    """Turn SIGTERM/SIGHUP into SystemExit so that ``finally`` blocks and atexit stop the stack."""
 
     def _term(signum, frame):
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, _term)
     signal.signal(signal.SIGHUP, _term)
+    # Ctrl-C: KeyboardInterrupt, even when started from a script that ignores SIGINT (`cmd &`)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
