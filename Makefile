@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup debs demo test lint bench clean
+.PHONY: setup debs demo test lint bench render clean
 
 setup: debs $(STAMP)
 
@@ -31,6 +31,9 @@ lint: $(STAMP)
 
 bench: setup
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+render: $(STAMP)
+	$(BIN)/python deploy/render.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
