@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import random
 import statistics
 import sys
 import time
@@ -137,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
                 wait = last_action + cooldown + 1.0 - time.time()
                 if wait > 0:
                     time.sleep(wait)  # the webhook refuses a second rollback inside the cooldown
+                # a random phase against the probe schedule: a fault does not wait for a probe
+                time.sleep(random.uniform(0, demo.probe.interval))
                 ep = endpoints[i % len(endpoints)]
                 r = one_run(stack, s, ep)
                 last_action = r["done"]

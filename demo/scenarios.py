@@ -120,11 +120,11 @@ def _scenario(plan: Plan, trig: Trigger, ep: str) -> Scenario:
             note = (f"the average must stay above {_secs(thr)} for {format_duration(trig.for_)} "
                     "(`for`) before this trigger fires")
         infeasible = ""
-        if latency_ms / 1000 <= thr * 1.05:
-            infeasible = (f"the probe timeout ({_secs(plan.probe.timeout)}) is not above the latency "
-                          f"threshold ({_secs(thr)}): an answer slower than {_secs(thr)} is a timeout "
-                          "(an error), never a latency sample, so this trigger cannot fire with these "
-                          "settings; raise demo.probe_timeout above the threshold")
+        if latency_ms / 1000 <= thr * 1.02:
+            infeasible = (f"the probe timeout ({_secs(plan.probe.timeout)}) leaves no room above the "
+                          f"latency threshold ({_secs(thr)}): a slower answer is a timeout (an error), "
+                          "not a latency sample, so this trigger cannot fire with these settings; "
+                          "raise demo.probe_timeout well above the threshold")
         return Scenario(
             **base, endpoint=ep, faults=[{"endpoint": ep, "mode": "slow", "latency_ms": latency_ms}],
             describe=f"{ep} answers after {latency_ms} ms", note=note, infeasible=infeasible,
