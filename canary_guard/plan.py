@@ -12,7 +12,7 @@ import os
 import re
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -37,7 +37,7 @@ Seconds = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
 PositiveSeconds = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
 Name = Annotated[str, Field(pattern=NAME_RE, max_length=63)]
 
-TRIGGER_KINDS = (
+TriggerKind = Literal[
     "error_rate",
     "latency_avg",
     "availability",
@@ -45,7 +45,8 @@ TRIGGER_KINDS = (
     "pii_exposure",
     "probes_missing",
     "custom",
-)
+]
+TRIGGER_KINDS: tuple[str, ...] = get_args(TriggerKind)
 
 
 class PlanError(Exception):
@@ -166,15 +167,7 @@ class Trigger(_Model):
     """A rollback trigger: becomes one alerting rule."""
 
     name: Name
-    kind: Literal[
-        "error_rate",
-        "latency_avg",
-        "availability",
-        "null_streak",
-        "pii_exposure",
-        "probes_missing",
-        "custom",
-    ]
+    kind: TriggerKind
     alert: str = Field(pattern=ALERT_RE)
     action: Name
     severity: Literal["critical", "warning", "info", "page"] = "critical"
