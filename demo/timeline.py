@@ -81,7 +81,8 @@ class Watcher:
         self.track = track
         self.prom: dict[tuple, str] = {}
         self.am: set[tuple] = set()
-        self.action_ids: set = {a.get("id") for a in self._actions()}
+        self.action_ids: set = {a["id"] for a in self._actions()}
+        self.notified: set = set(self.action_ids)
         self.kubectl_seen = len(stack.kubectl_calls())
         self.disabled = set(self._disabled())
         self.counters = self._counters()
@@ -148,12 +149,15 @@ class Watcher:
             lines.append(f"alertmanager: {key[0]} active, routed to the webhook")
         self.am = am_now
         for rec in self._actions():
-            if rec.get("id") in self.action_ids:
+            if rec["id"] in self.action_ids:
                 continue
-            if not _final(rec):
-                continue  # report it once, when it has an outcome
-            self.action_ids.add(rec.get("id"))
-            lines.append("webhook: " + describe_action(rec))
+            if rec["id"] not in self.notified:
+                self.notified.add(rec["id"])
+                lines.append(f"webhook: notification received for {alertname(rec) or '?'}: "
+                             f"run {rec['id']} ({rec['action']}) {rec['status']}")
+            if _final(rec):  # its outcome, once
+                self.action_ids.add(rec["id"])
+                lines.append("webhook: " + describe_action(rec))
         calls = self.stack.kubectl_calls()
         for call in calls[self.kubectl_seen:]:
             lines.append("kubectl stand-in recorded: kubectl " + " ".join(call["argv"]))
