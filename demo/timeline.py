@@ -129,15 +129,23 @@ class Watcher:
             lab = a.get("labels", {})
             key = (lab.get("alertname"), lab.get("track", ""), lab.get("endpoint", ""))
             now[key] = a.get("state", "")
+        changed: dict[tuple[str, str], list[tuple]] = {}  # (alertname, state) -> series
         for key, state in now.items():
             if self.prom.get(key) != state:
-                where = "/".join(k for k in key[1:] if k)
-                value = _value(alerts, key)
-                lines.append(f"prometheus: {key[0]} {state}" + (f" ({where})" if where else "")
-                             + (f" value={value}" if value else ""))
+                changed.setdefault((key[0], state), []).append(key)
                 self.ever_alerts.add(key[0])
         for key in self.prom.keys() - now.keys():
-            lines.append(f"prometheus: {key[0]} resolved")
+            changed.setdefault((key[0], "resolved"), []).append(key)
+        for (name, state), keys in changed.items():
+            where = ["/".join(k for k in key[1:] if k) for key in keys]
+            if len(keys) == 1:
+                value = _value(alerts, keys[0])
+                lines.append(f"prometheus: {name} {state}" + (f" ({where[0]})" if where[0] else "")
+                             + (f" value={value}" if value else ""))
+            else:
+                shown = ", ".join(sorted(w for w in where if w)[:3])
+                more = "..." if len(keys) > 3 else ""
+                lines.append(f"prometheus: {name} {state} ({len(keys)} series: {shown}{more})")
         self.prom = now
         try:
             am_now = {(a["labels"].get("alertname"), a["labels"].get("track", ""),
@@ -145,8 +153,10 @@ class Watcher:
                       if a.get("status", {}).get("state") == "active"}
         except (OSError, KeyError, TypeError):
             am_now = self.am
-        for key in am_now - self.am:
-            lines.append(f"alertmanager: {key[0]} active, routed to the webhook")
+        for name in sorted({k[0] for k in am_now - self.am}):
+            n = len([k for k in am_now - self.am if k[0] == name])
+            lines.append(f"alertmanager: {name} active" + (f" ({n} series)" if n > 1 else "")
+                         + ", routed to the webhook")
         self.am = am_now
         for rec in self._actions():
             if rec["id"] in self.action_ids:
