@@ -465,12 +465,15 @@ class _Builder:
               for s in self.probe_series(track, ep, healthy, good)],
             *fresh(healthy, " stale"),
         ]
-        at = self.eval_at((healthy + 1) * self.s)
+        # the exporter_down and absent rules wait two scrapes (spec.alert_rules)
+        hold = max(t.for_, 2 * plan.prometheus.scrape_interval)
+        at = self.eval_at((healthy + 1) * self.s + hold)
         down = self.alert(t, {"job": job, "instance": "canary-guard-exporter:9111"}, 0, 0)
         self.tests.append(UnitTest(
             f"{t.alert}: exporter down: page, no rollback",
             self.s, series,
             [AlertCheck(self.eval_at(healthy * self.s) - self.e, t.alert, []),
+             AlertCheck(at - self.e, t.alert, []),
              AlertCheck(at, t.alert, [down]),
              AlertCheck(self.eval_at(n * self.s), t.alert, [down]),
              *self.none_of(no_rollback, self.eval_at(n * self.s))],
@@ -480,8 +483,9 @@ class _Builder:
         self.tests.append(UnitTest(
             f"{t.alert}: no data for track {track}: page, no rollback",
             self.s, series,
-            [AlertCheck(self.eval_at(self.s), t.alert, [self.alert(t, {"track": track}, 1, 2)]),
-             *self.none_of(no_rollback, self.eval_at(self.s))],
+            [AlertCheck(self.eval_at(hold) - self.e, t.alert, []),
+             AlertCheck(self.eval_at(hold), t.alert, [self.alert(t, {"track": track}, 1, 2)]),
+             *self.none_of(no_rollback, self.eval_at(hold))],
         ))
 
     # phase gates ---------------------------------------------------------------------------

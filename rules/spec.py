@@ -259,8 +259,10 @@ def alert_rules(plan: Plan, trigger: Trigger) -> list[AlertRule]:
             f"No data is not a failure: this pages and never rolls back. {then}",
             {"reason": "exporter_down"},
         ))
+        # a series still at 0 has not been probed since the exporter (re)started: not stale yet
+        last = f"canary_probe_last_timestamp_seconds{{{all_tracks}}}"
         rules.append((
-            f"time() - canary_probe_last_timestamp_seconds{{{all_tracks}}} > {_num(age)}",
+            f"time() - {last} > {_num(age)} and {last} > 0",
             f"{where}: not probed for more than {w(age)}",
             f"The last probe of {where} was {value} ago (expected every "
             f"{w(plan.probe.interval)}; limit {w(age)}). Its triggers are blind until probes "
@@ -290,10 +292,14 @@ def alert_rules(plan: Plan, trigger: Trigger) -> list[AlertRule]:
 
     out = []
     for expr, summary, description, extra in rules:
+        for_ = t.for_
+        if extra.get("reason") in ("exporter_down", "absent"):
+            # one failed scrape, or a Prometheus that has not scraped yet, is not "missing"
+            for_ = max(for_, 2 * plan.prometheus.scrape_interval)
         out.append(AlertRule(
             alert=t.alert,
             expr=expr,
-            for_=t.for_,
+            for_=for_,
             labels={**labels, **extra},
             annotations={
                 "summary": t.summary or summary,
