@@ -141,6 +141,15 @@ def load(port: int, requests: list[bytes], connections: int, time_limit: float,
     return result
 
 
+def server_cpu(pid: int) -> float:
+    """CPU seconds (user + system) the process has used so far, from /proc (Linux)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
@@ -208,8 +217,11 @@ def main() -> int:
         print(f"webhook benchmark: {args.incidents} incidents x {args.deliveries} deliveries per phase "
               f"(interleaved), {args.connections} keep-alive connections from a second process, "
               f"{args.threads} server threads, {os.cpu_count()} CPUs, SQLite audit log on")
+        cpu0 = server_cpu(server.pid)
         paced = phase(0, args.rate)
+        cpu1 = server_cpu(server.pid)
         saturated = phase(1_000_000, None)
+        cpu2 = server_cpu(server.pid)
 
         health = {}
         drain_deadline = time.monotonic() + 60
@@ -225,6 +237,10 @@ def main() -> int:
 
     paced_rate, paced_p99 = summary(f"paced {args.rate:g}/s", *paced)
     max_rate, _ = summary("saturated", *saturated)
+    # the server's CPU per notification (HTTP, validation, SQLite, metrics, and the worker
+    # running each new incident's action): the figure that decides where saturation lies
+    print(f"  server CPU    {(cpu1 - cpu0) / len(paced[1]) * 1000:.3f} ms/notification paced, "
+          f"{(cpu2 - cpu1) / len(saturated[1]) * 1000:.3f} ms saturated")
 
     conn = sqlite3.connect(db)
     notifications = conn.execute("SELECT COUNT(*) FROM notifications").fetchone()[0]

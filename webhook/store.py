@@ -3,9 +3,9 @@
 One SQLite file in WAL mode. Every notification is written in one transaction *before* the
 HTTP reply, together with its alerts, the incidents they open and the action runs those
 queue; so a notification that was acknowledged is never lost, and one that was not leaves
-nothing behind. Incidents are unique on (fingerprint, startsAt): a repeated delivery
-(Alertmanager retries, repeat_interval, an HA pair) hits the UNIQUE constraint through
-``INSERT OR IGNORE`` and queues nothing, across restarts too.
+nothing behind. Incidents are unique on (fingerprint, startsAt) (a UNIQUE constraint): a
+repeated delivery (Alertmanager retries, repeat_interval, an HA pair) finds its incident in
+the same write transaction, counts a delivery and queues nothing, across restarts too.
 
 Writers in this process take one lock, so SQLite never has to make a writer wait (its busy
 handler sleeps in whole milliseconds, which would ruin the acknowledgement latency).
@@ -119,9 +119,9 @@ _INSERT_NOTIFICATION = (
     "VALUES (?, ?, ?, ?, ?, ?)"
 )
 _INSERT_INCIDENT = (
-    "INSERT OR IGNORE INTO incidents (fingerprint, starts_at, alertname, action, track, endpoint, "
-    "severity, status, labels, annotations, generator_url, notification_id, first_seen, last_seen) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO incidents (fingerprint, starts_at, alertname, action, track, endpoint, "
+    "severity, status, labels, annotations, generator_url, notification_id, first_seen, last_seen, "
+    "resolved_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 # A repeated delivery: count it; a resolution is remembered (a late "firing" never un-resolves).
 _TOUCH_INCIDENT = (
@@ -262,15 +262,20 @@ class Store:
             nid = c.execute(_INSERT_NOTIFICATION, (now, n.status, n.receiver, n.group_key,
                                                    len(n.alerts), body)).lastrowid
             for a in n.alerts:
-                labels = a.labels
-                cur = c.execute(_INSERT_INCIDENT, (
-                    a.fingerprint, a.starts_at, labels.get("alertname", ""), labels.get("action"),
-                    labels.get("track"), labels.get("endpoint"), labels.get("severity"), a.status,
-                    json.dumps(labels), json.dumps(a.annotations), a.generator_url, nid, now, now,
-                ))
+                # Most deliveries repeat a known incident: touch it first (one indexed UPDATE);
+                # only a miss pays for the INSERT and its JSON. Both run inside this write
+                # transaction, so no other writer can slip in between.
+                row = c.execute(_TOUCH_INCIDENT, (now, a.status, a.fingerprint, a.starts_at)).fetchone()
                 run_id = run_status = None
-                if cur.rowcount == 1:
-                    iid, new, dup = cur.lastrowid, True, False
+                if row is None:
+                    labels = a.labels
+                    iid = c.execute(_INSERT_INCIDENT, (
+                        a.fingerprint, a.starts_at, labels.get("alertname", ""), labels.get("action"),
+                        labels.get("track"), labels.get("endpoint"), labels.get("severity"), a.status,
+                        json.dumps(labels), json.dumps(a.annotations), a.generator_url, nid, now, now,
+                        now if a.status == "resolved" else None,
+                    )).lastrowid
+                    new, dup = True, False
                     if a.status == "firing":
                         run_status, reason = _initial_run(a.action, known_actions)
                         finished = None if run_status == QUEUED else now
@@ -278,8 +283,7 @@ class Store:
                                                          reason, int(dry_run), now, now, now,
                                                          finished)).lastrowid
                 else:
-                    iid, resolved_at = c.execute(_TOUCH_INCIDENT, (now, a.status, a.fingerprint,
-                                                                   a.starts_at)).fetchone()
+                    iid, resolved_at = row
                     new = False
                     # firing again is a repeat; resolved is news only the first time
                     dup = a.status == "firing" or resolved_at != now
