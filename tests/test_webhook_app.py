@@ -575,3 +575,82 @@ def test_notification_is_recorded_before_the_reply(make):
     row = sqlite3.connect(state["config"].db).execute(
         "SELECT status, alert_count, body FROM notifications WHERE id = ?", (nid,)).fetchone()
     assert row[0] == "firing" and row[1] == 1 and json.loads(row[2])["receiver"] == "canary-guard"
+
+
+def _post_without_length(client, body: bytes):
+    """POST /alerts as a chunked request arrives from waitress: no Content-Length, input terminated."""
+    from werkzeug.test import EnvironBuilder
+
+    env = EnvironBuilder(method="POST", path="/alerts", headers=AUTH, content_type="application/json",
+                         input_stream=__import__("io").BytesIO(body)).get_environ()
+    env.pop("CONTENT_LENGTH", None)
+    env["wsgi.input_terminated"] = True
+    return client.open(env)
+
+
+def test_plain_wsgi_fast_path_and_flask_view_answer_alike(make, kubectl):
+    # A plain POST with Content-Length takes the WSGI fast path; one without (chunked) takes the
+    # Flask view. Both must validate, record and answer the same way.
+    client, state = make()
+    body = json.dumps(notification(alert(action="page"))).encode()
+    fast = send(client, body)
+    slow = _post_without_length(client, body)
+    assert fast.status_code == slow.status_code == 200
+    assert fast.content_type == slow.content_type == "application/json"
+    f, s = fast.get_json(), slow.get_json()
+    assert (f["notification"], s["notification"]) == (1, 2)
+    assert f["alerts"][0] | {"new": False, "duplicate": True, "run": None, "run_status": None} \
+        == s["alerts"][0]
+    bad = json.dumps({"alerts": "nope", "status": "firing"}).encode()
+    assert send(client, bad).get_json() == _post_without_length(client, bad).get_json()
+    assert send(client, bad).status_code == _post_without_length(client, bad).status_code == 400
+    counts = state["store"].counts()
+    assert counts["notifications"] == 2 and counts["incidents"] == 1 and counts["runs"] == 1
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert 'canary_guard_webhook_rejected_total{reason="invalid_notification"} 4.0' in metrics
+    assert 'canary_guard_webhook_notifications_total{status="firing"} 2.0' in metrics
+
+
+def test_a_repeated_first_seen_resolution_is_a_duplicate(make):
+    client, _ = make()
+    first = send(client, notification(alert(status="resolved"))).get_json()["alerts"][0]
+    again = send(client, notification(alert(status="resolved"))).get_json()["alerts"][0]
+    assert (first["new"], first["duplicate"]) == (True, False)
+    assert (again["new"], again["duplicate"]) == (False, True)
+    (incident,) = client.get("/api/incidents").get_json()["incidents"]
+    assert incident["deliveries"] == 2 and incident["resolved_at"] is not None
+
+
+def test_concurrent_notifications_are_visible_to_a_fresh_connection_at_reply(make):
+    import threading
+
+    client, state = make()
+    db = state["config"].db
+    problems: list[str] = []
+
+    def deliver(t: int) -> None:
+        conn = sqlite3.connect(db)
+        for k in range(20):
+            i = (t * 20 + k) % 30  # 30 incidents, each delivered several times across threads
+            resp = send(client, notification(alert(action="page", fingerprint=f"{i:04x}")))
+            if resp.status_code != 200:
+                problems.append(f"HTTP {resp.status_code}")
+                continue
+            reply = resp.get_json()
+            nid, (a,) = reply["notification"], reply["alerts"]
+            seen = conn.execute("SELECT COUNT(*) FROM alerts WHERE notification_id = ? AND incident_id = ?",
+                                (nid, a["incident"])).fetchone()[0]
+            run = conn.execute("SELECT COUNT(*) FROM runs WHERE incident_id = ?",
+                               (a["incident"],)).fetchone()[0]
+            if seen != 1 or run != 1:
+                problems.append(f"notification {nid}: alert rows {seen}, runs {run} at reply")
+
+    threads = [threading.Thread(target=deliver, args=(t,)) for t in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert problems == []
+    counts = state["store"].counts()
+    assert counts["notifications"] == counts["alerts"] == 120
+    assert counts["incidents"] == counts["runs"] == 30
