@@ -13,6 +13,7 @@ Afterwards the database is read directly: every acknowledged notification must b
 ("records lost" counts the missing ones) and every incident must have exactly one action run.
 
     .venv/bin/python bench/bench_webhook.py [--incidents 1500] [--deliveries 4] [--connections 16]
+        [--reference]   # also measure a bare waitress + Flask app: this machine's floor, now
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -164,6 +166,54 @@ def summary(name: str, took: float, lat: list[float], statuses: dict[int, int]) 
     return rate, pct(ms, 99)
 
 
+BARE_APP = """
+import logging, sys
+from flask import Flask, Response, request
+from waitress import serve
+app = Flask("bare")
+@app.post("/alerts")
+def alerts():
+    request.get_data()
+    return Response('{"status":"recorded"}', content_type="application/json")
+sys.setswitchinterval(0.001)
+logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+serve(app, host="127.0.0.1", port=int(sys.argv[1]), threads=int(sys.argv[2]), _quiet=True)
+"""
+
+
+def reference(args: argparse.Namespace) -> None:
+    """The same paced and saturated load against a bare waitress + Flask app."""
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-c", BARE_APP, str(port), str(args.threads)], cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/alerts", timeout=1)
+            except urllib.error.HTTPError:
+                break  # 405 for GET: it is up
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise SystemExit("the reference server did not start") from None
+                time.sleep(0.1)
+        reqs = [request_bytes(port, notification(i)) for _ in range(args.deliveries)
+                for i in range(args.incidents)]
+        load(port, reqs[:300], 4, 30)
+        cpu0 = server_cpu(server.pid)
+        paced = load(port, reqs, args.connections, args.time_limit, args.rate)
+        cpu1 = server_cpu(server.pid)
+        saturated = load(port, reqs, args.connections, args.time_limit)
+        cpu2 = server_cpu(server.pid)
+    finally:
+        server.terminate()
+        server.wait(15)
+    print(f"reference: bare waitress + Flask ({args.threads} threads), no validation, no database")
+    summary(f"paced {args.rate:g}/s", *paced)
+    summary("saturated", *saturated)
+    print(f"  server CPU    {(cpu1 - cpu0) / len(paced[1]) * 1000:.3f} ms/request paced, "
+          f"{(cpu2 - cpu1) / len(saturated[1]) * 1000:.3f} ms saturated")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--incidents", type=int, default=1500, help="incidents per phase")
@@ -172,7 +222,12 @@ def main() -> int:
     ap.add_argument("--rate", type=float, default=1000.0, help="offered load of the paced phase (/s)")
     ap.add_argument("--threads", type=int, default=4, help="webhook HTTP threads")
     ap.add_argument("--time-limit", type=float, default=60.0, help="per phase")
+    ap.add_argument("--reference", action="store_true",
+                    help="first measure a bare waitress + Flask app (reads the body, answers fixed "
+                         "JSON) the same way: the floor this machine sets, right now")
     args = ap.parse_args()
+    if args.reference:
+        reference(args)
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-webhook-"))
     db = tmp / "webhook.db"
