@@ -95,6 +95,9 @@ def run(args: argparse.Namespace) -> int:
             print("\nthe stack keeps running; Ctrl-C stops every process")
             while True:
                 time.sleep(3600)
+        kept = (f"the files stay in {stack.dir}" if stack.keep_workdir
+                else "its temporary files go too; --workdir DIR keeps them")
+        print(f"\nstopping every process now ({kept}); run with --keep-running to explore the UIs above")
     except KeyboardInterrupt:
         print("\ninterrupted: stopping every process")
         return 130
