@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import zlib
 
 from aiohttp import web
 
@@ -18,13 +19,23 @@ from .server import create_app
 log = logging.getLogger("canary_guard.exporter")
 
 
+def in_shard(track: str, endpoint: str, shard: tuple[int, int] | None) -> bool:
+    """Whether this replica probes (track, endpoint): a hash that is the same in every process
+    and every release (crc32, not Python's salted hash), so N replicas split the pairs."""
+    if shard is None:
+        return True
+    k, n = shard
+    return zlib.crc32(f"{track}/{endpoint}".encode()) % n == k
+
+
 async def serve(plan, targets: dict[str, str], auth_headers: dict[str, str], host: str, port: int,
-                interval: float, timeout: float) -> int:
+                interval: float, timeout: float, shard: tuple[int, int] | None = None) -> int:
     metrics = Metrics(__version__, plan.name)
     jobs = [
         Job(build_request(track, url, ep, auth_headers), metrics.add(track, ep.name))
         for track, url in targets.items()
         for ep in plan.endpoints
+        if in_shard(track, ep.name, shard)
     ]
     concurrency = plan.probe.concurrency
     session = new_session(concurrency, interval)
@@ -47,7 +58,8 @@ async def serve(plan, targets: dict[str, str], auth_headers: dict[str, str], hos
     scheduler.start()
     log.info("exporter started", extra={
         "listen": f"{host}:{port}", "plan": plan.name, "targets": ",".join(targets),
-        "endpoints": len(plan.endpoints), "interval": interval, "timeout": timeout,
+        "endpoints": len(plan.endpoints), "probed_pairs": len(jobs),
+        "shard": f"{shard[0]}/{shard[1]}" if shard else "all", "interval": interval, "timeout": timeout,
         "concurrency": concurrency})
     await stop.wait()
     log.info("stopping: finishing in-flight probes")

@@ -26,6 +26,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", default=None, metavar="S",
                         help="per-probe timeout; may exceed the interval, the next tick is then "
                              "skipped (default: plan)")
+    parser.add_argument("--shard", default=None, metavar="K/N",
+                        help="probe only shard K of N (0 <= K < N) of the (track, endpoint) pairs, "
+                             "chosen by a stable hash: run N replicas, e.g. a StatefulSet's ordinals")
+
+
+def parse_shard(value: str | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    k, sep, n = value.partition("/")
+    if not sep or not k.isdigit() or not n.isdigit() or not 0 <= int(k) < int(n):
+        raise ValueError(f"--shard {value!r}: expected K/N with 0 <= K < N, e.g. 0/3")
+    return int(k), int(n)
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -73,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
         # that tick (canary_probe_skipped_total{reason="busy"}), so slow answers are measured
         if not (interval > 0 and timeout > 0):
             raise ValueError(f"--interval {interval}s and --timeout {timeout}s must both be > 0")
+        shard = parse_shard(args.shard)
         auth_headers = plan.auth.headers()  # read once, at start
     except (ValueError, OSError) as err:
         print(f"canary-guard exporter: {err}", file=sys.stderr)
@@ -91,7 +104,8 @@ def run(args: argparse.Namespace) -> int:
     from .app import serve
 
     try:
-        return asyncio.run(serve(plan, targets, auth_headers, host, port, interval, timeout))
+        return asyncio.run(serve(plan, targets, auth_headers, host, port, interval, timeout,
+                                 shard=shard))
     except OSError as err:
         log.error("cannot start", extra={"listen": args.listen, "error": err.strerror or str(err)})
         return 1

@@ -265,3 +265,23 @@ def test_bad_arguments_exit_2():
         proc = subprocess.run([*CLI, "exporter", *args], capture_output=True, text=True, timeout=60)
         assert proc.returncode == 2, (args, proc.stderr)
         assert "canary-guard exporter:" in proc.stderr
+
+
+def test_shards_split_the_pairs_between_replicas(procs, tmp_path):
+    from canary_guard.exporter.app import in_shard
+
+    sandbox = start_sandbox(procs, env={"RECOVERYOS_API_KEY": ""})
+    plan_path = write_plan(tmp_path, sandbox)
+    seen = []
+    for k in range(3):
+        url, _ = start_exporter(procs, plan_path, "--shard", f"{k}/3", name=f"exporter-{k}")
+        fams = {f.name: f for f in text_string_to_metric_families(scrape(url))}
+        seen.append({s.labels["endpoint"] for s in fams["canary_probe_null_streak"].samples})
+    everyone = {e.name for e in load_plan().endpoints}
+    assert set().union(*seen) == everyone  # every endpoint is probed by some replica ...
+    assert sum(len(s) for s in seen) == len(everyone)  # ... and by exactly one
+    assert all(seen), "10 endpoints over 3 shards: none should be empty"
+    assert [in_shard("canary", "edge_ai", (k, 3)) for k in range(3)].count(True) == 1
+    bad = subprocess.run([*CLI, "exporter", "--plan", plan_path, "--shard", "3/3"],
+                         capture_output=True, text=True, timeout=30)
+    assert bad.returncode == 2 and "--shard '3/3'" in bad.stderr
