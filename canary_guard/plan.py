@@ -294,6 +294,9 @@ class Alertmanager(_Model):
 
 class Webhook(_Model):
     cooldown: Seconds = 600.0
+    # Repeat deliveries older than this are pruned from the database (0: keep everything).
+    # Incidents, runs and attempts, and the notification that opened each incident, are kept.
+    retention: Seconds = 30 * 86400.0
     retry: Retry = Field(default_factory=Retry)
     token_env: str = "CANARY_GUARD_WEBHOOK_TOKEN"
     token_file: str | None = None

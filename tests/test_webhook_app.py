@@ -654,3 +654,29 @@ def test_concurrent_notifications_are_visible_to_a_fresh_connection_at_reply(mak
     counts = state["store"].counts()
     assert counts["notifications"] == counts["alerts"] == 120
     assert counts["incidents"] == counts["runs"] == 30
+
+
+def test_prune_drops_old_repeat_deliveries_but_keeps_incidents_and_dedupe(make):
+    client, state = make()
+    store, db = state["store"], state["config"].db
+    for _ in range(3):  # one incident, three deliveries
+        assert send(client, notification(alert(action="page"))).status_code == 200
+    drain(state)
+    conn = sqlite3.connect(db)
+    count = lambda table: conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # noqa: E731
+    assert (count("notifications"), count("alerts"), count("incidents")) == (3, 3, 1)
+    assert store.prune(time.time() - 3600) == 0  # nothing is older than an hour
+    assert store.prune(time.time() + 1) == 2  # the repeats go; the opening delivery stays
+    assert (count("notifications"), count("alerts"), count("incidents")) == (1, 1, 1)
+    # the incident is still known: another delivery of it is a duplicate and runs nothing
+    reply = send(client, notification(alert(action="page"))).get_json()
+    assert reply["alerts"][0]["duplicate"] is True
+    drain(state)
+    assert len(runs(client, action="page")) == 1
+
+
+def test_plan_retention_defaults_to_30_days_and_0_disables():
+    from canary_guard.plan import load_plan
+
+    assert load_plan().webhook.retention == 30 * 86400
+    assert parse_plan(plan_data(retention="0s")).webhook.retention == 0

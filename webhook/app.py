@@ -280,6 +280,8 @@ def create_app(plan: Plan, config: WebhookConfig) -> Flask:
 
     if config.start_worker:
         store.start_checkpointer()
+        if plan.webhook.retention:
+            store.start_pruner(plan.webhook.retention)
         worker.start()
     return app
 

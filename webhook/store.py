@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -25,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from .payload import Notification
+
+log = logging.getLogger("webhook")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS notifications (
@@ -233,6 +236,33 @@ class Store:
                     pass  # busy or closing: the next round catches up
 
         threading.Thread(target=loop, name="webhook-checkpoint", daemon=True).start()
+
+    def prune(self, before: float) -> int:
+        """Delete the notifications received before ``before`` and their alert rows, except
+        the notification that opened an incident. Incidents (the dedupe keys), runs and
+        attempts are never pruned: a still-firing alert from long ago must stay a duplicate.
+        Returns the number of notifications deleted."""
+        old = ("SELECT id FROM notifications WHERE received_at < ? "
+               "AND id NOT IN (SELECT notification_id FROM incidents)")
+        with self._write() as conn:
+            conn.execute(f"DELETE FROM alerts WHERE notification_id IN ({old})", (before,))
+            return conn.execute(f"DELETE FROM notifications WHERE id IN ({old})", (before,)).rowcount
+
+    def start_pruner(self, retention: float, every: float = 3600.0) -> None:
+        """Prune what is older than ``retention`` seconds now, then every ``every`` seconds."""
+
+        def loop() -> None:
+            while True:
+                try:
+                    deleted = self.prune(time.time() - retention)
+                    if deleted:
+                        log.info("pruned old deliveries", extra={"notifications": deleted})
+                except sqlite3.Error as err:
+                    log.warning("pruning failed; next round retries", extra={"error": str(err)})
+                if self._stop.wait(every):
+                    return
+
+        threading.Thread(target=loop, name="webhook-prune", daemon=True).start()
 
     def _write(self):
         return _Tx(self._lock, self._conn())
