@@ -117,6 +117,10 @@ class Sandbox:
 
 
 SANDBOX: web.AppKey[Sandbox] = web.AppKey("sandbox", Sandbox)
+# per-request facts for the access log and /elite/metrics
+ENDPOINT: web.RequestKey[str] = web.RequestKey("endpoint", str)
+FAULT: web.RequestKey[str] = web.RequestKey("fault", str)
+OUTCOME: web.RequestKey[str] = web.RequestKey("outcome", str)
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -166,10 +170,10 @@ async def middleware(request: web.Request, handler) -> web.StreamResponse:
                 if exc.status < 400:
                     raise
                 resp = error_response(exc.status, _http_detail(exc, request), _allow(exc))
-        status = request.get("outcome", resp.status)
+        status = request.get(OUTCOME, resp.status)
         return resp
     except asyncio.CancelledError:
-        status = request.get("outcome", "cancelled")
+        status = request.get(OUTCOME, "cancelled")
         raise
     finally:
         if sandbox.access_log:  # never bodies or headers: the API key must not reach a log
@@ -179,8 +183,8 @@ async def middleware(request: web.Request, handler) -> web.StreamResponse:
                     "method": request.method,
                     "path": request.path,
                     "status": status,
-                    "endpoint": request.get("endpoint", "-"),
-                    "fault": request.get("fault", "-"),
+                    "endpoint": request.get(ENDPOINT, "-"),
+                    "fault": request.get(FAULT, "-"),
                     "duration_ms": round((time.perf_counter() - started) * 1000, 2),
                 },
             )
@@ -210,14 +214,14 @@ def endpoint_handler(ep: Endpoint):
         sandbox = request.app[SANDBOX]
         stats = sandbox.stats[ep.name]
         stats.request_count += 1
-        request["endpoint"] = ep.name
+        request[ENDPOINT] = ep.name
         started = time.perf_counter()
         try:
             resp = await _serve(sandbox, ep, request, expects_object, needed, takes_body)
         except asyncio.CancelledError:
-            stats.record(request.get("outcome", "cancelled"), None)
+            stats.record(request.get(OUTCOME, "cancelled"), None)
             raise
-        outcome = request.get("outcome")
+        outcome = request.get(OUTCOME)
         if outcome:  # reset / hang / client gone: no answer to time
             stats.record(outcome, None)
         else:
@@ -248,7 +252,7 @@ async def _serve(sandbox: Sandbox, ep: Endpoint, request: web.Request, expects_o
     fault = sandbox.faults.pick(ep.name)
     if fault is None:
         return json_response(sandbox.bodies.build(ep.name, ep.required_fields, body))
-    request["fault"] = fault.mode
+    request[FAULT] = fault.mode
     if fault.latency_ms and fault.mode != "hang":
         await asyncio.sleep(fault.latency_ms / 1000)
     return await _apply(sandbox, ep, request, fault, body)
@@ -273,7 +277,7 @@ async def _apply(sandbox: Sandbox, ep: Endpoint, request: web.Request, fault: Fa
         )
     if mode == "reset":
         _reset(request)
-        request["outcome"] = "reset"
+        request[OUTCOME] = "reset"
         return web.Response(status=204)  # never sent: the transport is gone
     if mode == "hang":
         return await _hang(sandbox, request)
@@ -303,7 +307,7 @@ def _reset(request: web.Request) -> None:
 
 async def _hang(sandbox: Sandbox, request: web.Request) -> web.StreamResponse:
     """Answer nothing until the client hangs up (or the sandbox stops)."""
-    request["outcome"] = "hang"
+    request[OUTCOME] = "hang"
     while not sandbox.stopping.is_set():
         transport = request.transport
         if transport is None or transport.is_closing():
@@ -336,7 +340,7 @@ async def _huge(request: web.Request, size: int) -> web.StreamResponse:
         await resp.write(tail)
         await resp.write_eof()
     except (ConnectionError, RuntimeError):
-        request["outcome"] = "client_closed"  # the prober stopped reading: what it should do
+        request[OUTCOME] = "client_closed"  # the prober stopped reading: what it should do
     return resp
 
 
