@@ -17,23 +17,6 @@ import json
 import re
 from dataclasses import dataclass
 
-OUTCOMES = ("success", "error", "null", "disabled")
-# A fixed, bounded set so that every label combination can exist from the first scrape.
-ERROR_REASONS = (
-    "timeout",          # no complete answer within probe.timeout
-    "connect",          # connection refused, DNS, unreachable
-    "tls",              # TLS handshake or certificate
-    "reset",            # connection dropped mid-request or mid-response
-    "http_3xx",         # redirects are not followed: a probe must hit the endpoint itself
-    "http_4xx",
-    "http_5xx",
-    "rate_limited",     # 429
-    "invalid_json",     # 2xx whose body is not JSON
-    "body_too_large",   # more than probe.max_body_bytes
-    "other",            # anything else (malformed HTTP, ...)
-)
-PII_KINDS = ("email", "ssn", "phone", "card")
-
 
 @dataclass(frozen=True, slots=True)
 class ProbeResult:

@@ -19,10 +19,10 @@ import math
 import time
 from bisect import bisect_left
 
-from .judge import ERROR_REASONS, OUTCOMES, PII_KINDS, ProbeOutcome
+from canary_guard import contract as c
+from canary_guard.contract import BUCKETS, ERROR_REASONS, OUTCOMES, PII_KINDS, SKIP_REASONS
 
-BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0)
-SKIP_REASONS = ("busy", "backoff")  # a tick that did not probe: previous probe still running / 429
+from .judge import ProbeOutcome
 
 _OUTCOME_INDEX = {o: i for i, o in enumerate(OUTCOMES)}
 _REASON_INDEX = {r: i for i, r in enumerate(ERROR_REASONS)}
@@ -33,19 +33,19 @@ _HIST, _OUTCOMES, _ERRORS, _STREAK, _PII, _SUCCESS, _LAST, _STATUS, _SKIPPED = r
 
 # (name, type, help) in exposition order
 FAMILIES = (
-    ("canary_probe_duration_seconds", "histogram",
+    (c.PROBE_DURATION, "histogram",
      "Duration of probes that got a complete response, from request to last body byte."),
-    ("canary_probes_total", "counter", "Probes by outcome: success, error, null or disabled."),
-    ("canary_probe_errors_total", "counter", "Probes with outcome error, by reason."),
-    ("canary_probe_null_streak", "gauge",
+    (c.PROBES, "counter", "Probes by outcome: success, error, null or disabled."),
+    (c.PROBE_ERRORS, "counter", "Probes with outcome error, by reason."),
+    (c.NULL_STREAK, "gauge",
      "Consecutive null responses right now; 0 after any non-null response."),
-    ("canary_probe_pii_exposures_total", "counter",
+    (c.PII_EXPOSURES, "counter",
      "Responses that contained unredacted PII, by kind (email, ssn, phone, card)."),
-    ("canary_probe_success", "gauge", "1 when the last probe's outcome was success, else 0."),
-    ("canary_probe_last_timestamp_seconds", "gauge",
+    (c.PROBE_SUCCESS, "gauge", "1 when the last probe's outcome was success, else 0."),
+    (c.LAST_PROBE, "gauge",
      "Unix time at which the last probe finished (0 before the first)."),
-    ("canary_probe_status_code", "gauge", "HTTP status of the last probe's response (0: none)."),
-    ("canary_probe_skipped_total", "counter",
+    (c.STATUS_CODE, "gauge", "HTTP status of the last probe's response (0: none)."),
+    (c.PROBES_SKIPPED, "counter",
      "Scheduled probes not sent: previous probe still running (busy) or rate-limit backoff."),
 )
 

@@ -13,9 +13,8 @@ from datetime import datetime
 
 import httpx
 
+from canary_guard.contract import OUTCOMES
 from canary_guard.durations import format_duration, parse_duration
-
-OUTCOMES = ("success", "error", "null", "disabled")
 
 
 class PrometheusError(Exception):

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from typing import Any
 
+from canary_guard.contract import PII_KINDS
+
 MODES: dict[str, str] = {
     "error": "HTTP 500 (or status_code 400..599) with an error body",
     "slow": "wait latency_ms, then answer normally",
@@ -29,7 +31,6 @@ MODES: dict[str, str] = {
     "rate_limited": "HTTP 429 with Retry-After (retry_after seconds, default 60)",
 }
 
-PII_KINDS = ("email", "ssn", "phone", "card")
 
 DEFAULT_HUGE_BYTES = 8 << 20
 MAX_HUGE_BYTES = 1 << 30

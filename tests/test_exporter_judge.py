@@ -7,13 +7,13 @@ import random
 
 import pytest
 from canary_guard.exporter.judge import (
-    ERROR_REASONS,
-    OUTCOMES,
     ProbeResult,
     find_pii,
     judge,
     luhn_ok,
 )
+
+from canary_guard.contract import ERROR_REASONS, OUTCOMES
 
 
 def ok(body, status=200, **kw) -> ProbeResult:

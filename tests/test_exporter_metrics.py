@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import subprocess
 
-from canary_guard.exporter.judge import ERROR_REASONS, OUTCOMES, PII_KINDS, ProbeOutcome
-from canary_guard.exporter.metrics import BUCKETS, Metrics
+from canary_guard.exporter.judge import ProbeOutcome
+from canary_guard.exporter.metrics import Metrics
 from conftest import need_binary
 from prometheus_client.parser import text_string_to_metric_families
+
+from canary_guard.contract import BUCKETS, ERROR_REASONS, OUTCOMES, PII_KINDS
 
 
 def parse(text: str) -> dict:

@@ -6,11 +6,11 @@ from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from canary_guard.contract import RUN_OUTCOMES
+
 P = "canary_guard_webhook_"
 REJECT_REASONS = ("unauthorized", "unsupported_media_type", "too_large", "malformed_json",
                   "invalid_notification")
-RUN_OUTCOMES = ("succeeded", "failed", "partial", "refused", "cooldown", "needs_review",
-                "unknown_action", "dry_run")
 
 
 class WebhookMetrics:

@@ -1,0 +1,96 @@
+"""The metric contract: every name that one component writes and another reads.
+
+The exporter exposes these series, the rule generator, the gate, the dashboard and the demo
+query them, and the tests check them; each of them imports the names from here and never
+spells them out, so that a rename is one edit. Label values come from small fixed sets
+(outcomes, error reasons, PII kinds) so that every label combination can exist from the first
+scrape and cardinality stays bounded: tracks x endpoints x a few dozen.
+"""
+
+from __future__ import annotations
+
+# -- labels ----------------------------------------------------------------------------------
+
+TRACK = "track"  # a deployment track of the plan: canary, stable, ...
+ENDPOINT = "endpoint"  # a plan endpoint's name
+OUTCOME = "outcome"  # one of OUTCOMES
+REASON = "reason"  # one of ERROR_REASONS (probe errors) or SKIP_REASONS (skipped ticks)
+KIND = "kind"  # one of PII_KINDS
+LE = "le"
+
+# -- the exporter's probe series ---------------------------------------------------------------
+
+PROBE_DURATION = "canary_probe_duration_seconds"  # histogram; _bucket, _sum, _count
+PROBES = "canary_probes_total"  # counter {track, endpoint, outcome}
+PROBE_ERRORS = "canary_probe_errors_total"  # counter {track, endpoint, reason}
+NULL_STREAK = "canary_probe_null_streak"  # gauge {track, endpoint}
+PII_EXPOSURES = "canary_probe_pii_exposures_total"  # counter {track, endpoint, kind}
+PROBE_SUCCESS = "canary_probe_success"  # gauge {track, endpoint}
+LAST_PROBE = "canary_probe_last_timestamp_seconds"  # gauge {track, endpoint}
+STATUS_CODE = "canary_probe_status_code"  # gauge {track, endpoint}
+PROBES_SKIPPED = "canary_probe_skipped_total"  # counter {track, endpoint, reason}
+
+INFO = "canary_guard_info"  # gauge {version, plan}
+EXPORTER_INFLIGHT = "canary_guard_exporter_inflight_probes"
+EXPORTER_SERIES = "canary_guard_exporter_series"
+EXPORTER_START_TIME = "canary_guard_exporter_start_time_seconds"
+
+# A probe's outcome: exactly one per probe.
+OUTCOMES: tuple[str, ...] = ("success", "error", "null", "disabled")
+SUCCESS, ERROR, NULL, DISABLED = OUTCOMES
+# Outcomes that say something about the release: a feature switched off (503 "not enabled")
+# says nothing, so ratios leave it out and alerts resolve after a feature-flag rollback.
+COUNTED_OUTCOMES: tuple[str, ...] = (SUCCESS, ERROR, NULL)
+
+ERROR_REASONS: tuple[str, ...] = (
+    "timeout",  # no complete answer within the probe timeout
+    "connect",  # connection refused, DNS, unreachable
+    "tls",  # TLS handshake or certificate
+    "reset",  # connection dropped mid-request or mid-response
+    "http_3xx",  # redirects are not followed: a probe must hit the endpoint itself
+    "http_4xx",
+    "http_5xx",
+    "rate_limited",  # 429
+    "invalid_json",  # 2xx whose body is not JSON
+    "body_too_large",  # more than probe.max_body_bytes
+    "other",  # anything else (malformed HTTP, ...)
+)
+PII_KINDS: tuple[str, ...] = ("email", "ssn", "phone", "card")
+SKIP_REASONS: tuple[str, ...] = ("busy", "backoff")  # previous probe still running / 429 backoff
+
+# Probe latency buckets (seconds): fine below 100 ms where healthy endpoints answer, and
+# around the plan's thresholds (0.5 s SLO, 1 s trigger, 2.5-5 s timeouts).
+BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0)
+
+# The probe's User-Agent: probes also appear in the service's own request counters; this is
+# how the service's operators tell them apart from users.
+PROBE_USER_AGENT_PRODUCT = "canary-guard-probe"
+
+# -- alert labels (set by the rule generator, read by Alertmanager routing and the webhook) ---
+
+ALERT_SEVERITY = "severity"  # critical | warning | info | page
+ALERT_TRIGGER = "trigger"  # the plan trigger's name
+ALERT_ACTION = "action"  # the plan action the webhook runs
+ALERT_SOURCE = "source"  # probe | traffic: which evidence fired the alert
+SOURCES: tuple[str, ...] = ("probe", "traffic")
+
+# -- the webhook's own series ------------------------------------------------------------------
+
+WEBHOOK_PREFIX = "canary_guard_webhook_"
+WEBHOOK_NOTIFICATIONS = WEBHOOK_PREFIX + "notifications_total"  # {status}
+WEBHOOK_REJECTED = WEBHOOK_PREFIX + "rejected_total"  # {reason}
+WEBHOOK_ALERTS = WEBHOOK_PREFIX + "alerts_total"  # {action, status}
+WEBHOOK_DUPLICATES = WEBHOOK_PREFIX + "duplicates_total"
+WEBHOOK_ACTIONS = WEBHOOK_PREFIX + "actions_total"  # {action, outcome}: finished runs
+WEBHOOK_ATTEMPTS = WEBHOOK_PREFIX + "action_attempts_total"  # {action, outcome}
+WEBHOOK_ACTION_DURATION = WEBHOOK_PREFIX + "action_duration_seconds"  # histogram {action}
+WEBHOOK_COOLDOWN_REFUSALS = WEBHOOK_PREFIX + "cooldown_refusals_total"  # {action}
+WEBHOOK_ESCALATIONS = WEBHOOK_PREFIX + "escalations_total"  # {action}
+WEBHOOK_QUEUE_DEPTH = WEBHOOK_PREFIX + "queue_depth"
+WEBHOOK_NEEDS_REVIEW = WEBHOOK_PREFIX + "needs_review"
+
+# How a run of a plan action ended (webhook runs; the outcome label of WEBHOOK_ACTIONS).
+RUN_OUTCOMES: tuple[str, ...] = ("succeeded", "failed", "partial", "refused", "cooldown",
+                                 "needs_review", "unknown_action", "dry_run")
+# Outcomes a person must look at.
+RUN_OUTCOMES_NEEDING_A_PERSON: tuple[str, ...] = ("failed", "partial", "refused", "needs_review")

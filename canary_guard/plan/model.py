@@ -1,0 +1,320 @@
+"""The plan: every section together, the checks that span sections, and derived values."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import yaml
+from pydantic import Field, model_validator
+
+from canary_guard.durations import format_duration
+
+from .actions import Action, DisableFeature, Sequence
+from .base import Model, Name
+from .sections import (
+    Alertmanager,
+    Analysis,
+    Auth,
+    Criteria,
+    Demo,
+    Endpoint,
+    Phase,
+    Probe,
+    Prometheus,
+    RateLimits,
+    Target,
+    Webhook,
+)
+from .triggers import Trigger
+
+
+class Plan(Model):
+    version: Literal[1] = 1
+    name: Name
+    service: str
+    description: str = ""
+    runbook_url: str = "https://github.com/canary-guard/canary-guard/blob/main/docs/runbook.md"
+    targets: list[Target] = Field(min_length=1)
+    auth: Auth = Field(default_factory=Auth)
+    rate_limits: RateLimits = Field(default_factory=RateLimits)
+    probe: Probe = Field(default_factory=Probe)
+    endpoints: list[Endpoint] = Field(min_length=1)
+    slos: Criteria = Field(default_factory=Criteria)
+    triggers: list[Trigger] = Field(default_factory=list)
+    actions: dict[Name, Action] = Field(default_factory=dict)
+    phases: list[Phase] = Field(default_factory=list)
+    prometheus: Prometheus = Field(default_factory=Prometheus)
+    alertmanager: Alertmanager = Field(default_factory=Alertmanager)
+    webhook: Webhook = Field(default_factory=Webhook)
+    demo: Demo = Field(default_factory=Demo)
+    analysis: Analysis = Field(default_factory=Analysis)
+
+    # -- cross-field checks: each raises with the path of the offending field ------------
+
+    @model_validator(mode="after")
+    def _references(self) -> Plan:
+        problems: list[str] = []
+        problems += _duplicates("targets", [t.name for t in self.targets])
+        problems += _duplicates("endpoints", [e.name for e in self.endpoints])
+        problems += _duplicates("triggers", [t.name for t in self.triggers])
+        problems += _duplicates("phases", [p.name for p in self.phases])
+        track_names = {t.name for t in self.targets}
+        if self.analysis.baseline and self.analysis.baseline not in track_names:
+            problems.append(f"analysis.baseline: no target named {self.analysis.baseline!r}")
+        scrape = self.prometheus.scrape_interval
+        for i, trig in enumerate(self.triggers):
+            if trig.action not in self.actions:
+                known = ", ".join(sorted(self.actions)) or "none"
+                problems.append(
+                    f"triggers[{i}].action: {trig.action!r} is not defined in actions "
+                    f"(defined: {known})"
+                )
+            for j, track in enumerate(trig.tracks or []):
+                if track not in track_names:
+                    problems.append(f"triggers[{i}].tracks[{j}]: no target named {track!r}")
+            if trig.baseline not in ("auto", "none"):
+                if trig.baseline not in track_names:
+                    problems.append(f"triggers[{i}].baseline: no target named {trig.baseline!r}")
+                elif trig.baseline in self.trigger_tracks(trig):
+                    problems.append(f"triggers[{i}].baseline: {trig.baseline!r} is a track this "
+                                    "trigger watches; the baseline must be another track")
+            if trig.source == "traffic" and getattr(self, "traffic", None) is None:
+                problems.append(f"triggers[{i}].source: 'traffic' needs the plan's traffic section "
+                                "(the service's request metrics)")
+            if trig.window is not None and trig.window < scrape:
+                problems.append(
+                    f"triggers[{i}].window: {format_duration(trig.window)} is shorter than "
+                    f"prometheus.scrape_interval ({format_duration(scrape)})"
+                )
+            if trig.window is not None and trig.window < 2 * self.probe.interval and trig.kind in (
+                "error_rate",
+                "availability",
+                "latency_avg",
+            ):
+                problems.append(
+                    f"triggers[{i}].window: {format_duration(trig.window)} holds fewer than "
+                    f"two probes at probe.interval {format_duration(self.probe.interval)}"
+                )
+            problems += _trigger_reach(self, i, trig)
+        for name, action in self.actions.items():
+            if isinstance(action, Sequence):
+                for j, step in enumerate(action.steps):
+                    if step not in self.actions:
+                        problems.append(f"actions.{name}.steps[{j}]: no action named {step!r}")
+                    elif isinstance(self.actions[step], Sequence):
+                        problems.append(
+                            f"actions.{name}.steps[{j}]: {step!r} is a sequence; "
+                            "sequences do not nest"
+                        )
+            if isinstance(action, DisableFeature) and isinstance(action.features, list):
+                known = {e.feature for e in self.endpoints if e.feature}
+                for j, feat in enumerate(action.features):
+                    if feat not in known:
+                        problems.append(
+                            f"actions.{name}.features[{j}]: {feat!r} is no endpoint's feature"
+                        )
+        if self.triggers and not self.guarded_tracks():
+            problems.append("targets: no target is guarded: rollback triggers would watch nothing")
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    # -- derived values ----------------------------------------------------------------
+
+    def guarded_tracks(self) -> list[str]:
+        return [t.name for t in self.targets if t.guarded]
+
+    def trigger_tracks(self, trigger: Trigger) -> list[str]:
+        return list(trigger.tracks) if trigger.tracks else self.guarded_tracks()
+
+    def baseline_track(self) -> str | None:
+        """The plan's baseline: analysis.baseline, else the first target that is not guarded."""
+        if self.analysis.baseline:
+            return self.analysis.baseline
+        return next((t.name for t in self.targets if not t.guarded), None)
+
+    def trigger_baseline(self, trigger: Trigger) -> str | None:
+        """The track a trigger compares with, or None when it judges its tracks alone."""
+        if trigger.baseline == "none" or trigger.kind in ("probes_missing", "custom"):
+            return None
+        name = self.baseline_track() if trigger.baseline == "auto" else trigger.baseline
+        return None if name in self.trigger_tracks(trigger) else name
+
+    def endpoint(self, name: str) -> Endpoint | None:
+        return next((e for e in self.endpoints if e.name == name), None)
+
+    def target(self, name: str) -> Target | None:
+        return next((t for t in self.targets if t.name == name), None)
+
+    def features(self) -> list[str]:
+        """Every endpoint's feature-flag name, in plan order, without repeats."""
+        return list(dict.fromkeys(e.feature for e in self.endpoints if e.feature))
+
+    def min_probes(self, trigger: Trigger) -> int:
+        """Probes a ratio trigger needs in its window before it may fire.
+
+        With fewer than ceil(1/margin) probes (margin: the error-rate threshold, or
+        1 - the availability threshold) a single failed probe already breaches the
+        threshold on its own, so one unlucky probe would roll the release back. From
+        ceil(1/margin) probes on, it takes at least two failures. Error rate counts the
+        probes of one endpoint; availability those of the whole track.
+        """
+        if trigger.min_probes is not None:
+            return trigger.min_probes
+        if trigger.kind == "error_rate" and trigger.threshold:
+            return math.ceil(round(1 / trigger.threshold, 9))
+        if trigger.kind == "availability" and trigger.threshold:
+            return math.ceil(round(1 / (1 - trigger.threshold), 9))
+        return 1
+
+    def trigger_window(self, trigger: Trigger) -> float:
+        """The range, in seconds, a trigger's rule looks back over.
+
+        An explicit ``window`` wins. Otherwise ratio triggers get a window long enough to
+        hold 1.5x their minimum probe count at the plan's probe rate (error rate is judged
+        per endpoint, availability per track across all endpoints), and the others a short
+        window of four scrapes or two probes. Never less than four scrape intervals, so
+        that rate() always has samples to work with.
+        """
+        if trigger.window is not None:
+            return trigger.window
+        floor = max(4 * self.prometheus.scrape_interval, 2 * self.probe.interval)
+        if trigger.kind in ("error_rate", "availability"):
+            series = len(self.endpoints) if trigger.kind == "availability" else 1
+            need = 1.5 * self.min_probes(trigger) * self.probe.interval / series
+            return float(math.ceil(max(need, floor)))
+        return float(math.ceil(floor))
+
+    def windows(self) -> list[float]:
+        """Every distinct range the rules need: each trigger's window and each gate window."""
+        out = {self.trigger_window(t) for t in self.triggers if t.kind != "custom"}
+        out.add(self.slos.window)
+        out.update(ph.criteria.window for ph in self.phases)
+        return sorted(out)
+
+    def probes_in_window(self, window: float) -> float:
+        return window / self.probe.interval
+
+    def probe_rate_per_hour(self) -> float:
+        """Requests per hour that the exporter sends to one target."""
+        return len(self.endpoints) * 3600 / self.probe.interval
+
+    def trigger_warnings(self) -> list[str]:
+        """Triggers that look unreachable but are allowed (demo settings produce them)."""
+        out = []
+        for i, trig in enumerate(self.triggers):
+            if trig.kind == "latency_avg" and trig.threshold and trig.threshold >= self.probe.timeout:
+                out.append(
+                    f"triggers[{i}].threshold: {format_duration(trig.threshold)} is not below "
+                    f"probe.timeout ({format_duration(self.probe.timeout)}): probes are cut off at "
+                    "the timeout, so the average latency never exceeds it and this trigger never fires"
+                )
+        return out
+
+    def budget_warnings(self) -> list[str]:
+        """Where the probe schedule exceeds the service's documented rate limits."""
+        limits, out = self.rate_limits, []
+        per_endpoint_minute = 60 / self.probe.interval
+        if limits.per_endpoint_per_minute and per_endpoint_minute > limits.per_endpoint_per_minute:
+            out.append(
+                f"probe.interval: {per_endpoint_minute:.0f} probes/min per endpoint exceed "
+                f"rate_limits.per_endpoint_per_minute ({limits.per_endpoint_per_minute})"
+            )
+        hourly = self.probe_rate_per_hour()
+        if limits.total_per_hour and hourly > limits.total_per_hour:
+            out.append(
+                f"probe.interval: {hourly:.0f} probes/hour per target exceed "
+                f"rate_limits.total_per_hour ({limits.total_per_hour})"
+                + ("; the plan says the probe's key is exempt" if limits.probe_exempt else
+                   "; exempt the probe's API key or raise probe.interval")
+            )
+        return out
+
+    def to_yaml(self) -> str:
+        """The plan as YAML that load_plan reads back to an equal plan (durations in seconds)."""
+        data = self.model_dump(mode="json", by_alias=True, exclude_none=True)
+        return yaml.safe_dump(data, sort_keys=False)
+
+    def with_demo_settings(self) -> Plan:
+        """The plan with the fast demo settings applied (probe, scrape, eval, group_wait)."""
+        d = self.demo
+        return self.model_copy(
+            update={
+                "probe": self.probe.model_copy(
+                    update={"interval": d.probe_interval, "timeout": d.probe_timeout}
+                ),
+                "prometheus": self.prometheus.model_copy(
+                    update={
+                        "scrape_interval": d.scrape_interval,
+                        "evaluation_interval": d.evaluation_interval,
+                    }
+                ),
+                "alertmanager": self.alertmanager.model_copy(
+                    update={"group_wait": d.group_wait, "group_interval": d.group_interval}
+                ),
+                "slos": self.slos.model_copy(update={"window": d.gate_window}),
+                "webhook": self.webhook.model_copy(update={"cooldown": d.cooldown}),
+                "phases": [
+                    ph.model_copy(
+                        update={"criteria": ph.criteria.model_copy(update={"window": d.gate_window})}
+                    )
+                    for ph in self.phases
+                ],
+            }
+        )
+
+
+def _trigger_reach(plan: Plan, i: int, trig: Trigger) -> list[str]:
+    """A trigger that can never fire, or always fires, given the probe and scrape rates."""
+    out: list[str] = []
+    fd, scrape, probe = format_duration, plan.prometheus.scrape_interval, plan.probe
+    if trig.kind == "custom":
+        return out
+    window = plan.trigger_window(trig)
+    rate_based = trig.kind in ("error_rate", "availability", "latency_avg", "pii_exposure")
+    if rate_based and trig.window is not None and scrape <= trig.window < 2 * scrape:
+        out.append(
+            f"triggers[{i}].window: {fd(window)} holds fewer than two scrapes at "
+            f"prometheus.scrape_interval {fd(scrape)}: rate() needs two samples, so this trigger "
+            f"never fires; use at least {fd(2 * scrape)}"
+        )
+    if trig.kind in ("error_rate", "availability"):
+        series = len(plan.endpoints) if trig.kind == "availability" else 1
+        capacity = window / probe.interval * series
+        need = plan.min_probes(trig)
+        if need > capacity + 1e-9:
+            field = "min_probes" if trig.min_probes is not None else "window"
+            whose = "of one endpoint" if series == 1 else f"of the track's {series} endpoints"
+            out.append(
+                f"triggers[{i}].{field}: min_probes is {need} but the {fd(window)} window holds at "
+                f"most {capacity:g} probes {whose} at probe.interval {fd(probe.interval)}, so this "
+                f"trigger never fires; set window to at least "
+                f"{fd(math.ceil(need * probe.interval / series))} or lower min_probes"
+            )
+    if trig.kind == "pii_exposure" and trig.for_ >= window:
+        out.append(
+            f"triggers[{i}].for: {fd(trig.for_)} is not shorter than the window {fd(window)}: a "
+            f"single exposure leaves the window after {fd(window)}, so it would never fire; use "
+            "for: 0s (the default) or a longer window"
+        )
+    if trig.kind == "probes_missing" and trig.threshold is not None:
+        cycle = probe.interval + probe.timeout + scrape
+        if trig.threshold <= cycle:
+            out.append(
+                f"triggers[{i}].threshold: {fd(trig.threshold)} is not above one probe cycle "
+                f"(probe.interval {fd(probe.interval)} + probe.timeout {fd(probe.timeout)} + "
+                f"prometheus.scrape_interval {fd(scrape)} = {fd(cycle)}): the last probe ages past "
+                "it between two probes, so this trigger always fires"
+            )
+    return out
+
+
+def _duplicates(field: str, names: list[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for i, name in enumerate(names):
+        if name in seen:
+            out.append(f"{field}[{i}].name: {name!r} repeats {field}[{seen[name]}]")
+        seen.setdefault(name, i)
+    return out

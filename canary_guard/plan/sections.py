@@ -1,0 +1,173 @@
+"""The plan's plain sections: targets, auth, probing, endpoints, SLOs, phases, and the settings
+of Prometheus, Alertmanager, the webhook, the demo and the gate's analysis."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+
+from .base import Model, Name, PositiveSeconds, Seconds
+
+
+class Target(Model):
+    """A deployment track that is probed: ``canary``, ``stable``, ..."""
+
+    name: Name
+    url: str
+    guarded: bool = False  # rollback triggers watch guarded tracks only
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", v):
+            raise ValueError("must be an http:// or https:// URL")
+        return v.rstrip("/")
+
+
+class Auth(Model):
+    """Bearer token for the probed service. The token itself never enters the plan."""
+
+    header: str = "Authorization"
+    scheme: str = "Bearer"
+    token_env: str | None = None
+    token_file: str | None = None
+
+    def token(self) -> str | None:
+        """Read the token from the environment or the file; None when neither is set."""
+        if self.token_env and os.environ.get(self.token_env):
+            return os.environ[self.token_env].strip()
+        if self.token_file:
+            return Path(self.token_file).read_text().strip()
+        return None
+
+    def headers(self) -> dict[str, str]:
+        token = self.token()
+        if not token:
+            return {}
+        return {self.header: f"{self.scheme} {token}" if self.scheme else token}
+
+
+class RateLimits(Model):
+    per_endpoint_per_minute: int | None = Field(default=None, gt=0)
+    total_per_hour: int | None = Field(default=None, gt=0)
+    burst: int | None = Field(default=None, gt=0)
+    # True when the service exempts the probe's key from its limits (the budget check warns
+    # instead of failing then).
+    probe_exempt: bool = False
+
+
+class Probe(Model):
+    interval: PositiveSeconds = 15.0
+    timeout: PositiveSeconds = 5.0
+    max_body_bytes: int = Field(default=1 << 20, gt=0)
+    # The timeout may exceed the interval: a probe still running at its next tick skips that
+    # tick (the exporter counts it), so a slow endpoint is measured, not cut off at the interval.
+    concurrency: int = Field(default=64, gt=0, le=10_000)
+
+
+class Endpoint(Model):
+    name: Name
+    path: str
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"] = "POST"
+    body: Any = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    feature: Name | None = None  # feature-flag name the service's disable API accepts
+    required_fields: list[str] = Field(default_factory=list)  # must be present and not null
+    critical: bool = True
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, v: str) -> str:
+        if not v.startswith("/"):
+            raise ValueError("must start with /")
+        return v
+
+    @field_validator("headers")
+    @classmethod
+    def _no_auth_header(cls, v: dict[str, str]) -> dict[str, str]:
+        for key in v:
+            if key.lower() == "authorization":
+                raise ValueError("put credentials in auth (token_env/token_file), not headers")
+        return v
+
+
+class Criteria(Model):
+    """Success criteria of a phase (and the SLOs they come from)."""
+
+    availability: float = Field(default=0.999, gt=0, le=1)
+    avg_latency: PositiveSeconds = 0.5
+    error_rate: float = Field(default=0.01, ge=0, lt=1)
+    p95_latency: PositiveSeconds = 0.5
+    p99_latency: PositiveSeconds = 1.0
+    all_endpoints_answering: bool = True
+    window: PositiveSeconds = 3600.0  # judged over this range (recording rules, gate)
+
+
+class Phase(Model):
+    name: Name
+    traffic_percent: float = Field(gt=0, le=100)
+    duration: Seconds | None = None  # None: the last phase, no end
+    criteria: Criteria = Field(default_factory=Criteria)
+
+
+class Retry(Model):
+    attempts: int = Field(default=3, ge=1, le=20)
+    backoff: PositiveSeconds = 2.0  # doubled after each failed attempt
+    max_backoff: PositiveSeconds = 60.0
+
+
+class Prometheus(Model):
+    scrape_interval: PositiveSeconds = 15.0
+    evaluation_interval: PositiveSeconds = 15.0
+    job: str = "canary-guard"
+
+
+class Alertmanager(Model):
+    group_wait: Seconds = 10.0
+    group_interval: PositiveSeconds = 1 * 60.0
+    repeat_interval: PositiveSeconds = 4 * 3600.0
+    webhook_url: str = "http://canary-guard-webhook:9112/alerts"
+    credentials_file: str = "/etc/alertmanager/secrets/canary-guard-webhook-token"
+
+
+class Webhook(Model):
+    cooldown: Seconds = 600.0
+    # Repeat deliveries older than this are pruned from the database (0: keep everything).
+    # Incidents, runs and attempts, and the notification that opened each incident, are kept.
+    retention: Seconds = 30 * 86400.0
+    retry: Retry = Field(default_factory=Retry)
+    token_env: str = "CANARY_GUARD_WEBHOOK_TOKEN"
+    token_file: str | None = None
+    # API key for HTTP actions against the service (disable_feature): read like auth.
+    service_token_env: str | None = None
+    service_token_file: str | None = None
+
+
+class Demo(Model):
+    """Fast settings that ``canary-guard demo`` applies on top of the plan."""
+
+    probe_interval: PositiveSeconds = 1.0
+    probe_timeout: PositiveSeconds = 2.5  # above the latency threshold, or it could never fire
+    scrape_interval: PositiveSeconds = 1.0
+    evaluation_interval: PositiveSeconds = 1.0
+    group_wait: Seconds = 1.0
+    group_interval: PositiveSeconds = 1.0
+    gate_window: PositiveSeconds = 60.0
+    cooldown: Seconds = 5.0  # the demo runs one incident after another
+
+
+class Analysis(Model):
+    """How the gate judges evidence: confidence for the phase criteria, and the
+    canary-versus-baseline comparison (significance and practical margins)."""
+
+    baseline: Name | None = None  # track to compare with; None: the first target not guarded
+    alpha: float = Field(default=0.01, gt=0, lt=1)  # family-wise, Holm-corrected over endpoints
+    confidence: float = Field(default=0.95, gt=0, lt=1)  # a criterion passes when shown at this level
+    latency_margin: float = Field(default=0.10, ge=0)  # canary median slower by this fraction ...
+    latency_effect: float = Field(default=0.147, ge=0, le=1)  # ... or Cliff's delta at least this
+    error_margin: float = Field(default=0.005, ge=0, lt=1)  # failure ratio higher by this much
+    min_probes: int = Field(default=30, ge=1)  # per endpoint and track before comparing
