@@ -43,3 +43,8 @@ def format_duration(seconds: float) -> str:
             count, ms = divmod(ms, size)
             out.append(f"{count}{unit}")
     return "".join(out)
+
+
+def human_seconds(seconds: float) -> str:
+    """A measured latency for people: ``12ms``, ``450ms``, ``1.4s``."""
+    return f"{seconds * 1000:.0f}ms" if seconds < 1 else f"{seconds:.3g}s"

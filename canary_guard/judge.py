@@ -43,7 +43,7 @@ class ProbeOutcome:
 _DISABLED_RE = re.compile(r"\b(not enabled|disabled|feature flag|feature is off|turned off)\b", re.I)
 
 
-_NOT_JSON = object()
+_NOT_JSON = NOT_JSON = object()  # what parse_body returns for a body that is not JSON
 
 
 def _parse(body: bytes):
@@ -101,15 +101,35 @@ def _is_feature_disabled(doc: object) -> bool:
 
 def has_fields(doc: object, fields: tuple[str, ...] | list[str]) -> bool:
     """Every field present and not null; ``a.b`` reaches into nested objects."""
-    for field in fields:
-        node = doc
-        for part in field.split("."):
-            if not isinstance(node, dict):
-                return False
-            node = node.get(part)
-            if node is None:
-                return False
-    return True
+    return all(_field_value(doc, field) is not None for field in fields)
+
+
+def missing_fields(doc: object, fields: tuple[str, ...] | list[str]) -> list[str]:
+    """The required fields absent or null in ``doc`` (all of them when it is no object)."""
+    return [field for field in fields if _field_value(doc, field) is None]
+
+
+def non_null_fields(doc: object) -> list[str]:
+    """The top-level fields of a JSON object that hold a value, in order (none for a non-object)."""
+    if not isinstance(doc, dict):
+        return []
+    return [k for k, v in doc.items() if v is not None]
+
+
+def parse_body(body: bytes) -> object:
+    """The JSON document of a body, or ``NOT_JSON``."""
+    return _parse(body) if body.strip() else NOT_JSON
+
+
+def _field_value(doc: object, field: str) -> object:
+    node = doc
+    for part in field.split("."):
+        if not isinstance(node, dict):
+            return None
+        node = node.get(part)
+        if node is None:
+            return None
+    return node
 
 
 # -- PII ----------------------------------------------------------------------------------
