@@ -95,6 +95,22 @@ RUN_OUTCOMES: tuple[str, ...] = ("succeeded", "failed", "partial", "refused", "c
 # Outcomes a person must look at.
 RUN_OUTCOMES_NEEDING_A_PERSON: tuple[str, ...] = ("failed", "partial", "refused", "needs_review")
 
+# -- canary-guard's own alerts -------------------------------------------------------------------
+
+# Alerts about canary-guard itself start with this prefix (plan triggers may not): Alertmanager
+# sends them to people, never to the webhook's actions, so a failed action is never re-run by
+# its own escalation.
+OWN_ALERT_PREFIX = "CanaryGuard"
+# Posted by the webhook to Alertmanager (API v2) while an incident whose action failed, partly
+# failed, was refused or needs review is unresolved. Labels: severity, run, action, track,
+# endpoint, plan (bounded: plan names and run ids of open incidents only).
+ALERT_ACTION_FAILED = OWN_ALERT_PREFIX + "ActionFailed"
+ALERT_RUN = "run"
+# Generated rules on the webhook's own series and its scrape job.
+ALERT_WEBHOOK_ACTIONS_FAILING = OWN_ALERT_PREFIX + "WebhookActionsFailing"
+ALERT_WEBHOOK_NEEDS_REVIEW = OWN_ALERT_PREFIX + "WebhookNeedsReview"
+ALERT_WEBHOOK_DOWN = OWN_ALERT_PREFIX + "WebhookDown"
+
 # -- the rollout's own series (canary-guard rollout: /metrics on its control port) -------------
 
 ROLLOUT_PREFIX = "canary_guard_rollout_"

@@ -82,7 +82,7 @@ def render_all(plan: Plan) -> dict[str, str]:
         "version": __version__,
         "groups": groups,
         "group_names": [g.name for g in groups],
-        "windows": [format_duration(x) for x in plan.windows()],
+        "windows": [format_duration(x) for x in spec.windows(plan)],
         "indent": 0,
         "resource_name": f"canary-guard-{plan.name}".replace("_", "-"),
         "am": alertmanager_model(plan),

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from canary_guard.rules import promtests, render, spec, tools
+from canary_guard.rules import gates, humanize, model, promtest, render, spec, tools
 from conftest import CLI, need_binary
 
 from canary_guard.durations import format_duration
@@ -207,9 +207,9 @@ def test_recording_rule_names_follow_the_contract():
                 assert f"{level}:{base}{W}" in names
     assert "track:canary_phase_gate:ok" in names and "track:canary_phase_gate:all_ok" in names
     assert all(re.fullmatch(r"[a-z_]+:[a-z_]+:[a-z0-9_]+", n) for n in names)
-    gates = [r for r in spec.gate_rules(plan) if r.labels]
-    assert {(r.labels["phase"], r.labels["criterion"]) for r in gates} == {
-        (ph.name, c) for ph in plan.phases for c in spec.GATE_CRITERIA
+    gate_rules = [r for r in gates.gate_rules(plan) if r.labels]
+    assert {(r.labels["phase"], r.labels["criterion"]) for r in gate_rules} == {
+        (ph.name, c) for ph in plan.phases for c in gates.CRITERIA
     }
 
 
@@ -220,7 +220,7 @@ def test_templates_render_exactly_the_specs(renders, which):
     for g in spec.build_groups(plan):
         rules = []
         for r in g.rules:
-            if isinstance(r, spec.RecordingRule):
+            if isinstance(r, model.RecordingRule):
                 labels = {"labels": r.labels} if r.labels else {}
                 rules.append({"record": r.record, "expr": r.expr, **labels})
             else:
@@ -365,23 +365,23 @@ def test_docker_fallback_argv(monkeypatch, tmp_path):
 
 
 @pytest.mark.parametrize("fn,value,text", [
-    (promtests.humanize_percentage, 0.025, "2.5%"),
-    (promtests.humanize_percentage, 0.99375, "99.38%"),
-    (promtests.humanize_duration, 1.25, "1.25s"),
-    (promtests.humanize_duration, 0.5, "500ms"),
-    (promtests.humanize_duration, 75, "1m 15s"),
-    (promtests.humanize_duration, 3725, "1h 2m 5s"),
-    (promtests.humanize, 4, "4"),
-    (promtests.humanize, 1500, "1.5k"),
-    (promtests.humanize, 0.0123, "12.3m"),
+    (humanize.humanize_percentage, 0.025, "2.5%"),
+    (humanize.humanize_percentage, 0.99375, "99.38%"),
+    (humanize.humanize_duration, 1.25, "1.25s"),
+    (humanize.humanize_duration, 0.5, "500ms"),
+    (humanize.humanize_duration, 75, "1m 15s"),
+    (humanize.humanize_duration, 3725, "1h 2m 5s"),
+    (humanize.humanize, 4, "4"),
+    (humanize.humanize, 1500, "1.5k"),
+    (humanize.humanize, 0.0123, "12.3m"),
 ])
 def test_template_functions(fn, value, text):
     assert fn(value) == text
 
 
 def test_series_notation():
-    assert promtests.encode([0, 1, 2, 3, 3, None, None, 5]) == "0+1x3 3 _x2 5"
-    assert promtests.encode(promtests.cumulative([49] * 4)) == "0+49x4"
+    assert promtest.encode([0, 1, 2, 3, 3, None, None, 5]) == "0+1x3 3 _x2 5"
+    assert promtest.encode(promtest.cumulative([49] * 4)) == "0+49x4"
 
 
 def test_custom_trigger_is_rendered_verbatim():

@@ -10,9 +10,11 @@ from pydantic import Field, model_validator
 
 from canary_guard.durations import format_duration
 
+from . import notify as notify_section
 from . import rollout as rollout_section
 from .actions import Action, DisableFeature, Sequence
 from .base import Model, Name
+from .notify import Notify
 from .rollout import Rollout
 from .sections import (
     Alertmanager,
@@ -51,6 +53,7 @@ class Plan(Model):
     webhook: Webhook = Field(default_factory=Webhook)
     demo: Demo = Field(default_factory=Demo)
     analysis: Analysis = Field(default_factory=Analysis)
+    notify: Notify = Field(default_factory=Notify)
     rollout: Rollout | None = None
 
     # -- cross-field checks: each raises with the path of the offending field ------------
@@ -117,6 +120,7 @@ class Plan(Model):
                         problems.append(
                             f"actions.{name}.features[{j}]: {feat!r} is no endpoint's feature"
                         )
+        problems += notify_section.problems(self)
         problems += rollout_section.problems(self)
         if self.triggers and not self.guarded_tracks():
             problems.append("targets: no target is guarded: rollback triggers would watch nothing")

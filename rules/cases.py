@@ -1,0 +1,76 @@
+"""Helpers that trigger units and the phase gates share to build promtool test cases.
+
+Series are built so that the expected values do not depend on how Prometheus extrapolates
+``rate()`` at window edges: ratios come from uniform data, latencies from windows whose every
+probe is slow.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+from canary_guard import contract
+from canary_guard.plan import Plan
+
+from .humanize import expand
+from .promtest import AlertCheck, Series, cumulative, encode, sel
+
+if TYPE_CHECKING:
+    from .kinds.base import Context
+
+
+class Cases:
+    """Timing and series helpers for one plan (its scrape and evaluation intervals)."""
+
+    def __init__(self, plan: Plan, contexts: list[Context]):
+        self.plan = plan
+        self.contexts = contexts  # every trigger of the plan
+        self.s = plan.prometheus.scrape_interval
+        self.e = plan.prometheus.evaluation_interval
+
+    def steps(self, seconds: float) -> int:
+        """Scrapes needed to cover ``seconds``."""
+        return math.ceil(seconds / self.s - 1e-9)
+
+    def eval_at(self, t: float) -> float:
+        """The first rule evaluation at or after t."""
+        return math.ceil(t / self.e - 1e-9) * self.e
+
+    def probe_series(self, track: str, ep: str, n: int,
+                     per_step: dict[str, list[float] | float]) -> list[Series]:
+        """canary_probes_total per outcome; per_step: increments per scrape (one value or n)."""
+        out = []
+        for outcome in contract.OUTCOMES:
+            inc = per_step.get(outcome, 0)
+            incs = inc if isinstance(inc, list) else [inc] * n
+            out.append(Series(sel(contract.PROBES, track=track, endpoint=ep, outcome=outcome),
+                              encode(cumulative(incs))))
+        return out
+
+    def expect(self, ctx: Context, labels: dict[str, str], value: float, rule_index: int = 0) -> dict:
+        """The alert that rule ``rule_index`` of the trigger raises, as promtool expects it."""
+        rule = ctx.unit.alert_rules(ctx)[rule_index]
+        fmt = ctx.unit.value_format
+        all_labels = {**labels, **rule.labels}
+        return {
+            "exp_labels": all_labels,
+            "exp_annotations": {k: expand(v, all_labels, value, fmt) for k, v in rule.annotations.items()},
+        }
+
+    def rollback_alerts(self) -> list[str]:
+        """Alert names that act (not a page) on probe data: silent on no data and on stable."""
+        out = []
+        for ctx in self.contexts:
+            action = self.plan.actions.get(ctx.trigger.action)
+            if ctx.unit.judges_probes and getattr(action, "kind", "") != "page":
+                out.append(ctx.trigger.alert)
+        return list(dict.fromkeys(out))
+
+    def none_of(self, alerts: list[str], at: float) -> list[AlertCheck]:
+        return [AlertCheck(at, a, []) for a in dict.fromkeys(alerts)]
+
+    def unguarded(self, ctx: Context) -> str | None:
+        """A target the trigger does not watch (its breaches must roll nothing back)."""
+        watched = set(ctx.tracks)
+        return next((x.name for x in self.plan.targets if x.name not in watched), None)

@@ -1,0 +1,50 @@
+"""The recording rules every window gets: probe rates, ratios and latencies at two levels.
+
+Trigger units ask for windows (``TriggerUnit.windows``), the phase gates for theirs; each window
+gets this whole family, because dashboards and the gate read them too (docs/rules.md lists it).
+A unit that needs something beyond the family returns it from ``TriggerUnit.recording_rules``.
+"""
+
+from __future__ import annotations
+
+from canary_guard import contract
+
+from .model import RecordingRule
+from .names import LEVELS, latency, probes, ratio, w
+from .promql import COUNTED
+
+QUANTILES = (("p95", 0.95), ("p99", 0.99))
+RATE_OUTCOMES = (contract.SUCCESS, contract.ERROR, contract.NULL)
+
+
+def window_rules(window: float) -> list[RecordingRule]:
+    W = w(window)
+    dur = contract.PROBE_DURATION
+    out: list[RecordingRule] = []
+    for level, by in LEVELS:
+        sel_all = f"{contract.PROBES}{{{COUNTED}}}"
+        out.append(RecordingRule(probes(level, window), f"sum by ({by}) (rate({sel_all}[{W}]))"))
+        for outcome in RATE_OUTCOMES:
+            sel = f'{contract.PROBES}{{{contract.OUTCOME}="{outcome}"}}'
+            out.append(RecordingRule(probes(level, window, outcome), f"sum by ({by}) (rate({sel}[{W}]))"))
+        # numerator and denominator are aggregated first, then divided (never average ratios)
+        out.append(RecordingRule(
+            ratio(level, "error_ratio", window),
+            f"{probes(level, window, contract.ERROR)}\n/\n{probes(level, window)}",
+        ))
+        out.append(RecordingRule(
+            ratio(level, "availability", window),
+            f"{probes(level, window, contract.SUCCESS)}\n/\n{probes(level, window)}",
+        ))
+        out.append(RecordingRule(
+            latency(level, "avg", window),
+            f"sum by ({by}) (rate({dur}_sum[{W}]))\n/\n"
+            f"sum by ({by}) (rate({dur}_count[{W}]))",
+        ))
+        for stat, q in QUANTILES:
+            out.append(RecordingRule(
+                latency(level, stat, window),
+                f"histogram_quantile({q}, sum by ({by}, {contract.LE}) "
+                f"(rate({dur}_bucket[{W}])))",
+            ))
+    return out
