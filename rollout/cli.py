@@ -105,6 +105,8 @@ def _run(args: argparse.Namespace) -> int:
     err = None
     if plan.rollout is None:
         err = "the plan has no rollout section (rollout.weight says how to set the canary's traffic)"
+    elif not plan.phases:
+        err = "the plan has no phases to walk"
     elif not args.prometheus and not args.gate_url:
         err = "give --prometheus URL (the gate runs here) or --gate-url URL (a running gate serve)"
     elif args.time_scale is not None and not 0 < args.time_scale <= 1:

@@ -178,7 +178,7 @@ class Rollout:
                 return
             i = st.phase
             ph = self.plan.phases[i]
-            if ph.name in self.spec.approval and i not in st.approved:
+            if ph.approval and i not in st.approved:
                 st.status = "awaiting_approval"
                 self.store.save(st)
                 self._audit("approval_needed", phase=ph.name, weight=ph.traffic_percent,
@@ -401,8 +401,9 @@ class Rollout:
             if not 0 <= index < len(self.plan.phases):
                 return False, f"no phase {phase}: 1-{len(self.plan.phases)}"
             name = self.plan.phases[index].name
-            if name not in self.spec.approval:
-                return False, f"{name} needs no approval (rollout.approval: {', '.join(self.spec.approval)})"
+            if not self.plan.phases[index].approval:
+                waiting = ", ".join(p.name for p in self.plan.phases if p.approval) or "none"
+                return False, f"{name} needs no approval (phases with approval: {waiting})"
             if index < st.phase or (index == st.phase and st.step == WAIT):
                 return False, f"{name} has already started"
             if index not in st.approved:
@@ -427,7 +428,7 @@ class Rollout:
                 "target_weight": ph.traffic_percent, "phase_end": end,
                 "plan_phases": [{"name": p.name, "traffic_percent": p.traffic_percent,
                                  "duration": self.phase_duration(j),
-                                 "approval": p.name in self.spec.approval}
+                                 "approval": p.approval}
                                 for j, p in enumerate(self.plan.phases)],
                 "watch_errors": list(self.watch_errors),
             })

@@ -30,10 +30,12 @@ SCALE = 0.0004
 DEADLINE = 60  # generous: the machine is shared
 
 
-def make_plan(tmp_path: Path, **rollout) -> object:
+def make_plan(tmp_path: Path, approval: tuple[str, ...] = (), **rollout) -> object:
     data = yaml.safe_load(load_plan().to_yaml())
     data["phases"] = [{"name": f"phase_{i + 1}", "traffic_percent": w, "duration": "1h"}
                       for i, w in enumerate((5, 10, 25, 50))] + [{"name": "phase_5", "traffic_percent": 100}]
+    for phase in data["phases"]:
+        phase["approval"] = phase["name"] in approval
     record = tmp_path / "rollback.log"
     data["actions"]["undo_by_script"] = {"kind": "command", "argv": [sys.executable, "-c",
                                          f"open({str(record)!r}, 'a').write('undo\\n')"]}
@@ -264,7 +266,7 @@ def test_a_rollback_action_cut_off_by_a_crash_is_not_run_again(tmp_path):
 def test_approval_waits_for_a_person(tmp_path):
     plan, weights = make_plan(tmp_path, approval=["phase_3", "phase_5"]), Weights()
     r = engine(plan, tmp_path, ScriptedGate(), weights)
-    assert r.approve(2) == (False, "phase_2 needs no approval (rollout.approval: phase_3, phase_5)")
+    assert r.approve(2) == (False, "phase_2 needs no approval (phases with approval: phase_3, phase_5)")
     assert r.approve(5)[0]  # ahead of time
     t, out = run_in_thread(r)
     wait_for(lambda: r.state.status == "awaiting_approval", "approval")
@@ -374,7 +376,8 @@ def test_run_refuses_bad_usage(tmp_path):
         proc = subprocess.run([*base, *extra], capture_output=True, text=True, timeout=60,
                               env={"PATH": "/usr/bin:/bin"})
         assert proc.returncode == 1 and message in proc.stderr, (extra, proc.stderr)
-    no_section = subprocess.run([*CLI, "rollout", "run", "--prometheus", "http://127.0.0.1:9", "--state-dir",
-                                 str(tmp_path / "t")], capture_output=True, text=True, timeout=60)
-    if load_plan().rollout is None:
-        assert no_section.returncode == 1 and "no rollout section" in no_section.stderr
+    bare = make_plan(tmp_path).model_copy(update={"rollout": None})
+    plan_file.write_text(bare.to_yaml())
+    proc = subprocess.run([*base, "--prometheus", "http://127.0.0.1:9"], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 1 and "no rollout section" in proc.stderr

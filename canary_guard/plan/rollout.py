@@ -1,9 +1,9 @@
-"""The plan's ``rollout`` section: how ``canary-guard rollout`` walks the phases.
+"""The plan's ``rollout`` section: how ``canary-guard rollout`` walks the phases (a phase that
+waits for a person says so itself: ``phases[N].approval: true``).
 
     rollout:
       weight: {kind: ingress_nginx_weight, ingress: recoveryos-canary, namespace: recoveryos}
       rollback: rollback          # a plan action, run after the weight is back at 0
-      approval: [phase_5]         # phases whose weight waits for a person's approval
       gate_interval: 5m           # while the gate holds, ask it again this often
       hold_timeout: 12h           # a phase held this long pauses for a person
       watch_interval: 15s         # how often to look for a rollback by the webhook
@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from pydantic import field_validator
 
 from .actions import DeploymentRatio, Http, HttpRouteWeight, IngressNginxWeight, WeightAction
 from .base import Model, Name, PositiveSeconds, Seconds
@@ -37,7 +37,6 @@ class RolloutWebhook(Model):
 class Rollout(Model):
     weight: WeightAction
     rollback: Name | None = None  # None: a rollback only sets the weight to 0
-    approval: list[Name] = Field(default_factory=list)
     gate_interval: PositiveSeconds = 300.0
     hold_timeout: Seconds = 12 * 3600.0  # 0: hold for as long as it takes
     gate_timeout: PositiveSeconds = 120.0  # one gate run
@@ -54,15 +53,9 @@ def problems(plan) -> list[str]:
     if r is None:
         return []
     out: list[str] = []
-    if not plan.phases:
-        out.append("rollout: the plan has no phases to walk")
     if r.rollback is not None and r.rollback not in plan.actions:
         known = ", ".join(sorted(plan.actions)) or "none"
         out.append(f"rollout.rollback: {r.rollback!r} is not defined in actions (defined: {known})")
-    names = [p.name for p in plan.phases]
-    for i, name in enumerate(r.approval):
-        if name not in names:
-            out.append(f"rollout.approval[{i}]: no phase named {name!r}")
     if isinstance(r.weight, IngressNginxWeight | HttpRouteWeight | DeploymentRatio):
         for i, ph in enumerate(plan.phases):
             if ph.traffic_percent != int(ph.traffic_percent):
