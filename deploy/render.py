@@ -30,13 +30,14 @@ from pathlib import Path
 
 import yaml
 
+from canary_guard import contract
 from canary_guard.durations import format_duration
 from canary_guard.plan import KubectlRollback, Plan, default_plan_path, load_plan, parse_plan
 
 DEPLOY = Path(__file__).resolve().parent
 NAMESPACE = "canary-guard"
 WEBHOOK_SA = "canary-guard-webhook"
-WEBHOOK_JOB = "canary-guard-webhook"
+WEBHOOK_JOB = contract.WEBHOOK_JOB  # the generated CanaryGuardWebhookDown alert selects on it
 EXPORTER_ADDR = "canary-guard-exporter:9111"
 WEBHOOK_ADDR = "canary-guard-webhook:9112"
 ALERTMANAGER_ADDR = "alertmanager:9093"
