@@ -14,8 +14,10 @@ import time
 
 import pytest
 from canary_guard.webhook import payload
-from canary_guard.webhook.app import ConfigError, WebhookConfig, create_app, parse_since, shutdown
-from canary_guard.webhook.store import Store, StoreLocked
+from canary_guard.webhook.api import parse_since
+from canary_guard.webhook.app import create_app, shutdown, state
+from canary_guard.webhook.config import ConfigError, WebhookConfig
+from canary_guard.webhook.store import StoreLocked, open_store
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hs
 from webhook_helpers import (
@@ -51,7 +53,7 @@ def make(tmp_path):
                             insecure_no_auth=token is None, dry_run=dry_run, start_worker=False)
         app = create_app(plan, cfg)
         apps.append(app)
-        return app.test_client(), app.extensions["canary_guard_webhook"]
+        return app.test_client(), state(app)
 
     yield _make
     for app in apps:
@@ -60,7 +62,7 @@ def make(tmp_path):
 
 def drain(state, rounds: int = 100) -> None:
     """Run the worker until nothing is due, even runs backing off (time is skipped ahead)."""
-    worker = state["worker"]
+    worker = state.worker
     for _ in range(rounds):
         if not worker.run_once(now=time.time() + 3600):
             return
@@ -104,7 +106,7 @@ def test_bad_credentials_are_401_and_record_nothing(make, header):
     assert resp.status_code == 401
     assert resp.get_json()["error"] == "unauthorized"
     assert "Bearer" in resp.headers["WWW-Authenticate"]
-    assert state["store"].counts()["notifications"] == 0
+    assert state.store.counts()["notifications"] == 0
 
 
 @pytest.mark.parametrize("header", [
@@ -116,7 +118,7 @@ def test_right_credentials_are_accepted(make, header):
     client, state = make()
     resp = client.post("/alerts", json=notification(), headers={"Authorization": header})
     assert resp.status_code == 200, resp.get_json()
-    assert state["store"].counts()["notifications"] == 1
+    assert state.store.counts()["notifications"] == 1
 
 
 # -- bad input: every class is a 4xx naming the problem, and nothing is recorded or run ---------
@@ -152,7 +154,7 @@ def test_not_a_notification_is_400_naming_the_field(make, body, problem):
     err = resp.get_json()
     assert err["error"] == "invalid_notification"
     assert problem in err["detail"]
-    assert state["store"].counts()["notifications"] == 0
+    assert state.store.counts()["notifications"] == 0
 
 
 @pytest.mark.parametrize("body", [b"{", b"", b"\xff\xfe\x00garbage", b"[" * 100_000, b"{'single': 1}"])
@@ -161,7 +163,7 @@ def test_malformed_json_is_400(make, body):
     resp = send(client, body)
     assert resp.status_code == 400
     assert resp.get_json()["error"] == "malformed_json"
-    assert state["store"].counts()["notifications"] == 0
+    assert state.store.counts()["notifications"] == 0
 
 
 @pytest.mark.parametrize("ctype", ["text/plain", "application/x-www-form-urlencoded", "application/jsonx"])
@@ -170,7 +172,7 @@ def test_wrong_content_type_is_415(make, ctype):
     resp = send(client, notification(), content_type=ctype)
     assert resp.status_code == 415
     assert ctype in resp.get_json()["detail"]
-    assert state["store"].counts()["notifications"] == 0
+    assert state.store.counts()["notifications"] == 0
 
 
 def test_json_with_charset_is_accepted(make):
@@ -184,7 +186,7 @@ def test_oversized_body_is_413(make):
     resp = send(client, big)
     assert resp.status_code == 413
     assert "1048576" in resp.get_json()["detail"]
-    assert state["store"].counts()["notifications"] == 0
+    assert state.store.counts()["notifications"] == 0
 
 
 def test_unknown_fields_are_tolerated_and_fingerprint_derived_when_missing():
@@ -360,7 +362,7 @@ def test_duplicates_in_one_app_give_one_run(make, kubectl):
     assert len(kubectl_calls(kubectl)) == 1
     metrics = client.get("/metrics").get_data(as_text=True)
     assert "canary_guard_webhook_duplicates_total 4.0" in metrics
-    counts = state["store"].counts()
+    counts = state.store.counts()
     assert counts["notifications"] == 5 and counts["alerts"] == 5 and counts["incidents"] == 1
 
 
@@ -404,7 +406,7 @@ def test_failures_are_retried_with_backoff_then_escalated(make, kubectl, monkeyp
     monkeypatch.setenv("KUBECTL_FAIL", "99")
     client, state = make()
     send(client, notification(alert()))
-    state["worker"].run_once()
+    state.worker.run_once()
     (run,) = runs(client)
     assert run["status"] == "queued" and "retry in 0.05s" in run["reason"]
     drain(state)
@@ -481,7 +483,7 @@ def test_dry_run_records_what_it_would_do_and_runs_nothing(make, kubectl):
     assert disable["command"]["url"] == "http://127.0.0.1:9/elite/config/disable"
     assert disable["command"]["body"] == {"features": ["edge_ai"]}
     # a dry run does not start a real cooldown
-    assert state["store"].cooldown("kubectl_rollback:/recoveryos/deployment/recoveryos") is None
+    assert state.store.cooldown("kubectl_rollback:/recoveryos/deployment/recoveryos") is None
 
 
 @pytest.mark.parametrize("endpoint", ["not_an_endpoint", "../../etc", None])
@@ -557,28 +559,28 @@ def test_metrics_and_healthz(make, kubectl):
 
 def test_store_schema_and_wal(tmp_path):
     db = tmp_path / "s.db"
-    store = Store(db)
+    store = open_store(str(db))
     conn = sqlite3.connect(db)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"notifications", "alerts", "incidents", "runs", "attempts", "cooldowns"} <= tables
     with pytest.raises(StoreLocked):
-        Store(db)  # one webhook per database
+        open_store(str(db))  # one webhook per database
     store.close()
-    Store(db).close()
+    open_store(str(db)).close()
 
 
 def test_notification_is_recorded_before_the_reply(make):
     client, state = make()
     resp = send(client, notification(alert(action="page")))
     nid = resp.get_json()["notification"]
-    row = sqlite3.connect(state["config"].db).execute(
+    row = sqlite3.connect(state.config.db).execute(
         "SELECT status, alert_count, body FROM notifications WHERE id = ?", (nid,)).fetchone()
     assert row[0] == "firing" and row[1] == 1 and json.loads(row[2])["receiver"] == "canary-guard"
 
 
 def _post_without_length(client, body: bytes):
-    """POST /alerts as a chunked request arrives from waitress: no Content-Length, input terminated."""
+    """POST /alerts as a chunked body arrives: no Content-Length, the input stream terminated."""
     from werkzeug.test import EnvironBuilder
 
     env = EnvironBuilder(method="POST", path="/alerts", headers=AUTH, content_type="application/json",
@@ -588,27 +590,49 @@ def _post_without_length(client, body: bytes):
     return client.open(env)
 
 
-def test_plain_wsgi_fast_path_and_flask_view_answer_alike(make, kubectl):
-    # A plain POST with Content-Length takes the WSGI fast path; one without (chunked) takes the
-    # Flask view. Both must validate, record and answer the same way.
+def test_one_request_path_for_every_body_shape(make, kubectl):
+    # With a Content-Length or chunked, good or bad: the same handler, the same answers.
     client, state = make()
     body = json.dumps(notification(alert(action="page"))).encode()
     fast = send(client, body)
-    slow = _post_without_length(client, body)
-    assert fast.status_code == slow.status_code == 200
-    assert fast.content_type == slow.content_type == "application/json"
-    f, s = fast.get_json(), slow.get_json()
-    assert (f["notification"], s["notification"]) == (1, 2)
+    chunked = _post_without_length(client, body)
+    assert fast.status_code == chunked.status_code == 200
+    assert fast.content_type == chunked.content_type == "application/json"
+    f, c = fast.get_json(), chunked.get_json()
+    assert (f["notification"], c["notification"]) == (1, 2)
     assert f["alerts"][0] | {"new": False, "duplicate": True, "run": None, "run_status": None} \
-        == s["alerts"][0]
+        == c["alerts"][0]
     bad = json.dumps({"alerts": "nope", "status": "firing"}).encode()
     assert send(client, bad).get_json() == _post_without_length(client, bad).get_json()
     assert send(client, bad).status_code == _post_without_length(client, bad).status_code == 400
-    counts = state["store"].counts()
+    big = b"[" + b" " * (1 << 20) + b"]"
+    assert _post_without_length(client, big).status_code == send(client, big).status_code == 413
+    counts = state.store.counts()
     assert counts["notifications"] == 2 and counts["incidents"] == 1 and counts["runs"] == 1
     metrics = client.get("/metrics").get_data(as_text=True)
     assert 'canary_guard_webhook_rejected_total{reason="invalid_notification"} 4.0' in metrics
+    assert 'canary_guard_webhook_rejected_total{reason="too_large"} 2.0' in metrics
     assert 'canary_guard_webhook_notifications_total{status="firing"} 2.0' in metrics
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE"])
+def test_other_methods_on_alerts_are_405(make, method):
+    client, state = make()
+    resp = client.open("/alerts", method=method, headers=AUTH)
+    assert resp.status_code == 405 and resp.headers["Allow"] == "POST"
+    assert resp.get_json()["error"] == "method_not_allowed"
+    assert state.store.counts()["notifications"] == 0
+
+
+def test_an_unexpected_store_failure_is_a_500_and_records_nothing(make, monkeypatch):
+    client, state = make()
+
+    def broken(*a, **kw):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(state.store, "record", broken)
+    resp = send(client, notification(alert(action="page")))
+    assert resp.status_code == 500 and resp.get_json()["error"] == "internal_server_error"
 
 
 def test_a_repeated_first_seen_resolution_is_a_duplicate(make):
@@ -625,7 +649,7 @@ def test_concurrent_notifications_are_visible_to_a_fresh_connection_at_reply(mak
     import threading
 
     client, state = make()
-    db = state["config"].db
+    db = state.config.db
     problems: list[str] = []
 
     def deliver(t: int) -> None:
@@ -651,14 +675,14 @@ def test_concurrent_notifications_are_visible_to_a_fresh_connection_at_reply(mak
     for t in threads:
         t.join()
     assert problems == []
-    counts = state["store"].counts()
+    counts = state.store.counts()
     assert counts["notifications"] == counts["alerts"] == 120
     assert counts["incidents"] == counts["runs"] == 30
 
 
 def test_prune_drops_old_repeat_deliveries_but_keeps_incidents_and_dedupe(make):
     client, state = make()
-    store, db = state["store"], state["config"].db
+    store, db = state.store, state.config.db
     for _ in range(3):  # one incident, three deliveries
         assert send(client, notification(alert(action="page"))).status_code == 200
     drain(state)

@@ -16,8 +16,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_plan_argument(parser)
     parser.add_argument("--listen", default="127.0.0.1:9112", metavar="HOST:PORT",
                         help="address to serve on (default 127.0.0.1:9112)")
-    parser.add_argument("--db", default="./canary-guard-webhook.db", metavar="PATH",
-                        help="SQLite audit database (default ./canary-guard-webhook.db)")
+    parser.add_argument("--db", default="./canary-guard-webhook.db", metavar="PATH|URL",
+                        help="the audit database: a SQLite file path (default "
+                             "./canary-guard-webhook.db)")
     parser.add_argument("--dry-run", action="store_true",
                         help="run nothing; record what each action would do")
     parser.add_argument("--insecure-no-auth", action="store_true",
@@ -38,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
     from prometheus_client import disable_created_metrics
     from waitress import create_server
 
-    from .app import ConfigError, WebhookConfig, create_app, read_token, shutdown
+    from .app import create_app, shutdown, state
+    from .config import ConfigError, WebhookConfig, read_token
     from .store import StoreLocked
 
     disable_created_metrics()  # *_created series only add noise to this process's /metrics
@@ -56,13 +58,13 @@ def run(args: argparse.Namespace) -> int:
     if not token:
         log.warning("authentication is DISABLED (--insecure-no-auth): anyone who can reach "
                     "this port can trigger rollbacks")
-    state = app.extensions["canary_guard_webhook"]
-    for rid in state["recovered"]:
+    services = state(app)
+    for rid in services.recovered:
         log.warning("marked needs_review after restart", extra={"run": rid})
 
     server = create_server(
         app, host=host, port=port, threads=args.threads, ident="canary-guard",
-        # Flask answers 413 with a JSON error up to 4x the limit; beyond that waitress does.
+        # The receiver answers 413 with a JSON error up to 4x the limit; beyond that waitress does.
         max_request_body_size=4 * config.max_body, connection_limit=1000, backlog=2048,
         channel_timeout=30, clear_untrusted_proxy_headers=True,
     )
@@ -71,14 +73,15 @@ def run(args: argparse.Namespace) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
-    # Hand the GIL over sooner (default 5 ms): a request waiting behind the worker thread or
-    # another request is answered sooner; throughput is unchanged for this short work.
+    # Hand the GIL over sooner (default 5 ms): a request waiting behind another thread is answered
+    # sooner. Measured (bench_webhook.py, 1,000/s paced): p99 8-17 ms with it, 12-97 ms without;
+    # saturation 1,650-2,420/s with, 2,060-2,260/s without (within the machine's noise).
     sys.setswitchinterval(0.001)
     # waitress warns on every queued request when all threads are busy: a burst is not news.
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     log.info("webhook listening", extra={
         "listen": f"{host}:{port}", "db": args.db, "plan": plan.name, "dry_run": args.dry_run,
-        "auth": "token" if token else "disabled", "queued": state["store"].queue_depth()})
+        "auth": "token" if token else "disabled", "queued": services.store.queue_depth()})
     try:
         server.run()
     except KeyboardInterrupt:

@@ -10,10 +10,12 @@ from canary_guard.contract import RUN_OUTCOMES
 
 P = "canary_guard_webhook_"
 REJECT_REASONS = ("unauthorized", "unsupported_media_type", "too_large", "malformed_json",
-                  "invalid_notification")
+                  "invalid_notification", "bad_request", "method_not_allowed")
 
 
 class WebhookMetrics:
+    REJECT_REASONS = REJECT_REASONS
+
     def __init__(self, actions: Iterable[str], steps: Iterable[str], queue_depth: Callable[[], float],
                  needs_review: Callable[[], float]):
         r = self.registry = CollectorRegistry(auto_describe=True)

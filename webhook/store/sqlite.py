@@ -1,4 +1,4 @@
-"""The durable record: notifications, alerts, incidents, action runs, attempts, cooldowns.
+"""The SQLite store: notifications, alerts, incidents, action runs, attempts, cooldowns.
 
 One SQLite file in WAL mode. Every notification is written in one transaction *before* the
 HTTP reply, together with its alerts, the incidents they open and the action runs those
@@ -21,11 +21,21 @@ import os
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .payload import Notification
+from ..payload import Notification
+from .base import (
+    INTERRUPTED_REASON,
+    NEEDS_REVIEW,
+    QUEUED,
+    RUNNING,
+    Recorded,
+    RecordedAlert,
+    Run,
+    StoreLocked,
+    initial_run,
+)
 
 log = logging.getLogger("webhook")
 
@@ -109,14 +119,6 @@ CREATE TABLE IF NOT EXISTS cooldowns (
 );
 """
 
-# Run statuses. Terminal ones never change again.
-QUEUED, RUNNING = "queued", "running"
-SUCCEEDED, FAILED, PARTIAL = "succeeded", "failed", "partial"
-REFUSED, COOLDOWN = "refused", "cooldown"
-NEEDS_REVIEW, UNKNOWN_ACTION, DRY_RUN = "needs_review", "unknown_action", "dry_run"
-RUN_STATUSES = (QUEUED, RUNNING, SUCCEEDED, FAILED, PARTIAL, REFUSED, COOLDOWN, NEEDS_REVIEW,
-                UNKNOWN_ACTION, DRY_RUN)
-
 _INSERT_NOTIFICATION = (
     "INSERT INTO notifications (received_at, status, receiver, group_key, alert_count, body) "
     "VALUES (?, ?, ?, ?, ?, ?)"
@@ -142,47 +144,7 @@ _INSERT_RUN = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class RecordedAlert:
-    incident_id: int
-    status: str
-    action: str | None
-    new: bool
-    duplicate: bool
-    run_id: int | None
-    run_status: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Recorded:
-    notification_id: int
-    alerts: list[RecordedAlert]
-
-
-@dataclass(frozen=True, slots=True)
-class Run:
-    id: int
-    incident_id: int | None
-    parent_run_id: int | None
-    action: str
-    status: str
-    reason: str
-    cause: str  # why the run exists (escalations: what failed)
-    step: int
-    attempt: int
-    dry_run: bool
-    outcomes: list[dict[str, Any]]
-    labels: dict[str, str]
-    annotations: dict[str, str]
-    fingerprint: str
-    starts_at: str
-
-
-class StoreLocked(RuntimeError):
-    pass
-
-
-class Store:
+class SQLiteStore:
     def __init__(self, path: str | os.PathLike[str], exclusive: bool = True):
         self.path = str(path)
         self._local = threading.local()
@@ -264,6 +226,11 @@ class Store:
 
         threading.Thread(target=loop, name="webhook-prune", daemon=True).start()
 
+    def start_background(self, retention: float) -> None:
+        self.start_checkpointer()
+        if retention:
+            self.start_pruner(retention)
+
     def _write(self):
         return _Tx(self._lock, self._conn())
 
@@ -307,7 +274,7 @@ class Store:
                     )).lastrowid
                     new, dup = True, False
                     if a.status == "firing":
-                        run_status, reason = _initial_run(a.action, known_actions)
+                        run_status, reason = initial_run(a.action, known_actions)
                         finished = None if run_status == QUEUED else now
                         run_id = c.execute(_INSERT_RUN, (iid, None, a.action or "", run_status, reason,
                                                          reason, int(dry_run), now, now, now,
@@ -332,9 +299,7 @@ class Store:
                 c.execute(
                     "UPDATE runs SET status = ?, updated_at = ?, finished_at = ?, reason = ? "
                     "WHERE id = ?",
-                    (NEEDS_REVIEW, now, now, "the webhook stopped while this action was running; "
-                     "its effect is unknown: check the deployment and the service, then act by hand",
-                     rid),
+                    (NEEDS_REVIEW, now, now, INTERRUPTED_REASON, rid),
                 )
                 c.execute("UPDATE attempts SET outcome = 'interrupted', finished_at = ?, "
                           "detail = 'process stopped mid-attempt' WHERE run_id = ? AND outcome = 'running'",
@@ -567,12 +532,3 @@ class _Tx:
             self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
         finally:
             self.lock.release()
-
-
-def _initial_run(action: str | None, known: dict[str, Any] | set[str]) -> tuple[str, str]:
-    if not action:
-        return UNKNOWN_ACTION, "the alert has no action label: nothing to run"
-    if action not in known:
-        names = ", ".join(sorted(known)) or "none"
-        return UNKNOWN_ACTION, f"no action named {action!r} in the plan (defined: {names}); not run"
-    return QUEUED, ""
