@@ -81,6 +81,7 @@ WEBHOOK_NOTIFICATIONS = WEBHOOK_PREFIX + "notifications_total"  # {status}
 WEBHOOK_REJECTED = WEBHOOK_PREFIX + "rejected_total"  # {reason}
 WEBHOOK_ALERTS = WEBHOOK_PREFIX + "alerts_total"  # {action, status}
 WEBHOOK_DUPLICATES = WEBHOOK_PREFIX + "duplicates_total"
+WEBHOOK_COALESCED = WEBHOOK_PREFIX + "coalesced_total"  # new firings recorded against an incident
 WEBHOOK_ACTIONS = WEBHOOK_PREFIX + "actions_total"  # {action, outcome}: finished runs
 WEBHOOK_ATTEMPTS = WEBHOOK_PREFIX + "action_attempts_total"  # {action, outcome}
 WEBHOOK_ACTION_DURATION = WEBHOOK_PREFIX + "action_duration_seconds"  # histogram {action}
