@@ -109,8 +109,9 @@ ALERT_ACTION_FAILED = OWN_ALERT_PREFIX + "ActionFailed"
 ALERT_RUN = "run"
 # Generated rules on the webhook's own series and its scrape job.
 ALERT_WEBHOOK_ACTIONS_FAILING = OWN_ALERT_PREFIX + "WebhookActionsFailing"
-ALERT_WEBHOOK_NEEDS_REVIEW = OWN_ALERT_PREFIX + "WebhookNeedsReview"
 ALERT_WEBHOOK_DOWN = OWN_ALERT_PREFIX + "WebhookDown"
+# Prometheus's job name for the webhook's /metrics (deploy/ and the demo scrape it under this).
+WEBHOOK_JOB = "canary-guard-webhook"
 
 # -- the rollout's own series (canary-guard rollout: /metrics on its control port) -------------
 

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import yaml
 
+from canary_guard import contract
 from canary_guard.durations import format_duration
 from canary_guard.plan import (
     HttpRouteWeight,
@@ -47,7 +48,7 @@ from canary_guard.plan import (
 DEPLOY = Path(__file__).resolve().parent
 NAMESPACE = "canary-guard"
 WEBHOOK_SA = "canary-guard-webhook"
-WEBHOOK_JOB = "canary-guard-webhook"
+WEBHOOK_JOB = contract.WEBHOOK_JOB  # the generated CanaryGuardWebhookDown alert selects on it
 EXPORTER_ADDR = "canary-guard-exporter:9111"
 WEBHOOK_ADDR = "canary-guard-webhook:9112"
 ALERTMANAGER_ADDR = "alertmanager:9093"
