@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -43,9 +44,10 @@ ROLE = [  # what the weight action and `kubectl rollout undo` need
 
 class Stack:
     def __init__(self, root: Path, procs: Processes, prom: str, sandbox: str, cluster: FakeCluster,
-                 plan_file: Path, env: dict[str, str]):
+                 plan_file: Path, env: dict[str, str], scraped_port: int):
         self.root, self.procs, self.prom, self.sandbox = root, procs, prom, sandbox
         self.cluster, self.plan_file, self.env = cluster, plan_file, env
+        self.scraped_port = scraped_port  # Prometheus scrapes a rollout's control port here
 
     def weights(self) -> list[int]:
         return [int(p["metadata"]["annotations"]["nginx.ingress.kubernetes.io/canary-weight"])
@@ -113,13 +115,15 @@ def stack(tmp_path_factory):
         parse_plan(data)
         plan_file = root / "plan.yaml"
         plan_file.write_text(yaml.safe_dump(data, sort_keys=False))
-        eport = free_port()
+        eport, rport = free_port(), free_port()
         procs.start([*CLI, "exporter", "--plan", str(plan_file), "--listen", f"127.0.0.1:{eport}"],
                     "exporter", ready_url=f"http://127.0.0.1:{eport}/healthz")
         (root / "prometheus.yml").write_text(yaml.safe_dump({
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
             "scrape_configs": [{"job_name": "canary-guard",
-                                "static_configs": [{"targets": [f"127.0.0.1:{eport}"]}]}],
+                                "static_configs": [{"targets": [f"127.0.0.1:{eport}"]}]},
+                               {"job_name": "canary-guard-rollout",
+                                "static_configs": [{"targets": [f"127.0.0.1:{rport}"]}]}],
         }))
         pport = free_port()
         prom = f"http://127.0.0.1:{pport}"
@@ -127,20 +131,26 @@ def stack(tmp_path_factory):
                      f"--storage.tsdb.path={root / 'tsdb'}", f"--web.listen-address=127.0.0.1:{pport}"],
                     "prometheus", ready_url=f"{prom}/-/ready", timeout=60)
         env = {"KUBECONFIG": str(kubeconfig), "HOME": str(root)}
-        yield Stack(root, procs, prom, sandbox, cluster, plan_file, env)
+        yield Stack(root, procs, prom, sandbox, cluster, plan_file, env, rport)
     finally:
         procs.stop_all()
         server.shutdown()
 
 
 def test_a_healthy_rollout_applies_every_weight_once_in_order_even_across_a_kill_9(stack):
-    state, port = stack.root / "healthy", free_port()
+    state, port = stack.root / "healthy", stack.scraped_port
     first = stack.start_rollout(state, port, "rollout-1")
     # mid-phase 3: its weight is applied and it is waiting out its duration
     wait_until(lambda: (s := status(port))["phase_number"] == 3 and s["step"] == "wait", "phase 3",
                timeout=180, proc=first, log=stack.procs.log("rollout-1"))
     time.sleep(PHASE / 3)
     before = status(port)
+    # `canary-guard status` shows the rollout, from Prometheus's scrape of its control port
+    shown = subprocess.run([*CLI, "status", "--plan", str(stack.plan_file), "--prometheus", stack.prom,
+                            "--once"], capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    line = "rollout: phase 3/5 phase_3, canary weight 25%, RUNNING; last gate decision promote"
+    assert line in shown.stdout, shown.stdout
     assert stack.weights() == [5, 10, 25]
     stack.procs.stop(first, signal.SIGKILL)
     assert first.returncode == -signal.SIGKILL
