@@ -331,7 +331,8 @@ def test_resolution_of_a_firing_incident_runs_nothing_more(make, kubectl):
     drain(state)
     resp = send(client, notification(alert(status="resolved")))
     assert resp.get_json()["alerts"][0] == {"incident": 1, "status": "resolved", "new": False,
-                                           "duplicate": False, "run": None, "run_status": None}
+                                           "duplicate": False, "coalesced_into": None, "run": None,
+                                           "run_status": None}
     drain(state)
     assert len(kubectl_calls(kubectl)) == 1
     assert client.get("/api/incidents").get_json()["incidents"][0]["status"] == "resolved"
@@ -648,7 +649,7 @@ def test_a_repeated_first_seen_resolution_is_a_duplicate(make):
 def test_concurrent_notifications_are_visible_to_a_fresh_connection_at_reply(make):
     import threading
 
-    client, state = make()
+    client, state = make(cooldown="0s")  # 30 firings of one alert: not coalesced here
     db = state.config.db
     problems: list[str] = []
 
@@ -704,3 +705,100 @@ def test_plan_retention_defaults_to_30_days_and_0_disables():
 
     assert load_plan().webhook.retention == 30 * 86400
     assert parse_plan(plan_data(retention="0s")).webhook.retention == 0
+
+
+# -- per-step state: a run taken over after its process died ---------------------------------
+
+
+def _die_mid_step(state, step: int, name: str, kind: str, done: list | None = None):
+    """Claim the queued run as a process would, start attempt ``step``, then "die": the lease
+    is left to run out. Returns the run."""
+    store = state.store
+    run = store.claim(lease=1)
+    if done:
+        store.progress(run.id, step, done)
+    store.start_attempt(run.id, step, name, kind, 1, {"argv": ["kubectl"]} if kind == "kubectl_rollback"
+                        else {"method": "POST"})
+    return run
+
+
+def _features(sandbox):
+    import httpx
+
+    status = httpx.get(f"{sandbox}/elite/system-status", timeout=10).json()
+    return sorted(n for n, f in status["features"].items() if not f["enabled"])
+
+
+def test_taken_over_emergency_rollback_never_redoes_kubectl_but_still_disables(make, kubectl, sandbox):
+    client, state = make(plan_data(sandbox))
+    send(client, notification(alert(action="emergency_rollback", alertname="CanaryPIIExposure")))
+    run = _die_mid_step(state, 0, "rollback", "kubectl_rollback")
+    drain(state)  # another worker, later: the lease has run out
+    assert kubectl_calls(kubectl) == []  # kubectl undo, in doubt, is not done again
+    assert _features(sandbox) == sorted(parse_plan(plan_data()).features())  # PII stops being served
+    by_id = {r["id"]: r for r in runs(client)}
+    taken = by_id[run.id]
+    assert taken["status"] == "needs_review" and taken["taken_over"] == 1
+    assert [(a["action"], a["outcome"]) for a in taken["attempts"]] == [
+        ("rollback", "interrupted"), ("disable_all_features", "ok")]
+    assert [s["outcome"] for s in taken["steps"]] == ["interrupted", "ok"]
+    assert "not safe to repeat" in taken["attempts"][0]["detail"]
+    (page,) = [r for r in by_id.values() if r["escalated_from"] == run.id]
+    assert page["status"] == "succeeded" and "rollback" in page["cause"]
+    assert client.get("/healthz").get_json()["needs_review"] == 1
+
+
+def test_taken_over_feature_disable_is_done_again(make, kubectl, sandbox):
+    client, state = make(plan_data(sandbox))
+    send(client, notification(alert(action="disable_feature", endpoint="graph_neural")))
+    run = _die_mid_step(state, 0, "disable_feature", "disable_feature")
+    drain(state)
+    (done,) = runs(client)
+    assert done["id"] == run.id and done["status"] == "succeeded" and done["taken_over"] == 1
+    assert [a["outcome"] for a in done["attempts"]] == ["interrupted", "ok"]
+    assert "safe to repeat" in done["attempts"][0]["detail"]
+    assert _features(sandbox) == ["graph_neural_networks"]
+
+
+def test_a_step_that_finished_before_the_crash_is_never_redone(make, kubectl, sandbox):
+    client, state = make(plan_data(sandbox))
+    send(client, notification(alert(action="emergency_rollback", alertname="CanaryPIIExposure")))
+    store = state.store
+    run = store.claim(lease=1)
+    aid = store.start_attempt(run.id, 0, "rollback", "kubectl_rollback", 1, {"argv": ["kubectl"]})
+    store.finish_attempt(aid, "ok", False, "exit 0")
+    store.progress(run.id, 1, [{"step": "rollback", "outcome": "ok", "attempts": 1}])
+    drain(state)  # died between the steps
+    assert kubectl_calls(kubectl) == []
+    (done,) = runs(client)
+    assert done["status"] == "succeeded" and [s["outcome"] for s in done["steps"]] == ["ok", "ok"]
+    assert len(_features(sandbox)) == len(parse_plan(plan_data()).features())
+
+
+def test_the_worker_takes_the_most_urgent_run_first(make, kubectl):
+    client, state = make()
+    send(client, notification(alert(action="page", fingerprint="p1", alertname="A")))
+    send(client, notification(alert(action="page", fingerprint="p2", alertname="B")))
+    send(client, notification(alert(action="rollback", fingerprint="r", alertname="C")))
+    state.worker.run_once()
+    done = [r for r in runs(client) if r["status"] != "queued"]
+    assert [r["action"] for r in done] == ["rollback"]
+    assert {r["action"]: r["priority"] for r in runs(client)} == {"rollback": 1, "page": 3}
+
+
+def test_flapping_alert_pages_once(make):
+    # issue 10: twenty firings of one flapping alert (a new startsAt each) are one incident
+    client, state = make()
+    replies = [send(client, notification(alert(action="page", alertname="CanaryLatencyHigh",
+                                               starts_at=f"2024-05-01T12:{k:02d}:00Z"))).get_json()
+               for k in range(20)]
+    first = replies[0]["alerts"][0]
+    assert first["run_status"] == "queued" and first["coalesced_into"] is None
+    assert all(r["alerts"][0]["coalesced_into"] == first["incident"] and r["alerts"][0]["run"] is None
+               for r in replies[1:])
+    drain(state)
+    assert [r["action"] for r in runs(client)] == ["page"]
+    (incident,) = client.get("/api/incidents").get_json()["incidents"]
+    assert incident["firings"] == 20
+    assert len(client.get("/api/incidents?merged=1").get_json()["incidents"]) == 20
+    assert "canary_guard_webhook_coalesced_total 19.0" in client.get("/metrics").get_data(as_text=True)

@@ -41,7 +41,9 @@ def incidents() -> Response:
         limit = bounded_int(request.args.get("limit", "100"), "limit", 1, 10_000)
     except ValueError as err:
         return json_error(400, "bad_query", str(err))
-    return jsonify({"incidents": current().store.incidents(limit)})
+    # merged=1: also the firings recorded against an earlier incident of the same alert
+    merged = request.args.get("merged", "") in ("1", "true")
+    return jsonify({"incidents": current().store.incidents(limit, merged=merged)})
 
 
 @ops.get("/healthz")

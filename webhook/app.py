@@ -18,7 +18,7 @@ from .auth import AlertmanagerAuth
 from .config import ConfigError, WebhookConfig, check, read_token
 from .context import EXTENSION, WebhookState, json_error
 from .metrics import WebhookMetrics
-from .store import NEEDS_REVIEW, open_store
+from .store import open_store
 from .worker import Worker
 
 __all__ = ["ConfigError", "WebhookConfig", "create_app", "read_token", "shutdown"]
@@ -29,8 +29,9 @@ def create_app(plan: Plan, config: WebhookConfig) -> Flask:
     store = open_store(config.db, exclusive=config.exclusive)
     actions = ActionSet(plan)
     metrics = WebhookMetrics([*actions.names(), actions.escalation], list(actions.leaves), store.queue_depth,
-                             lambda: store.counts().get("runs_" + NEEDS_REVIEW, 0))
-    worker = Worker(store, plan, actions, metrics, dry_run=config.dry_run, threads=config.workers)
+                             store.needs_review)
+    worker = Worker(store, plan, actions, metrics, dry_run=config.dry_run, threads=config.workers,
+                    lease=config.lease)
     recovered = worker.recover()
 
     auth = AlertmanagerAuth(config.token)
@@ -41,8 +42,8 @@ def create_app(plan: Plan, config: WebhookConfig) -> Flask:
     app.extensions[EXTENSION] = WebhookState(
         plan=plan, config=config, store=store, actions=actions, metrics=metrics, worker=worker,
         auth=auth,
-        receiver=receiver.Receiver(store, metrics, auth, worker.wake, set(plan.actions), config.max_body,
-                                   config.dry_run),
+        receiver=receiver.Receiver(store, metrics, auth, worker.wake, actions.priorities(), config.max_body,
+                                   config.dry_run, coalesce=plan.webhook.cooldown),
         recovered=recovered,
     )
     app.wsgi_app = app.extensions[EXTENSION].receiver.mount(app.wsgi_app)  # type: ignore[method-assign]

@@ -22,6 +22,7 @@ class WebhookConfig:
     workers: int = 1  # worker threads running actions
     start_worker: bool = True  # tests drive the worker by hand with False
     exclusive: bool = True  # SQLite: hold a lock file, one webhook per database
+    lease: float = 15.0  # seconds a claimed run stays this process's without a renewal
 
 
 class ConfigError(ValueError):

@@ -44,10 +44,11 @@ class Receiver:
     """Takes notifications: validates and records each; wakes the worker when runs were queued."""
 
     def __init__(self, store: Store, metrics: WebhookMetrics, auth: AlertmanagerAuth,
-                 wake: Callable[[], None], known_actions: set[str], max_body: int,
-                 dry_run: bool = False):
+                 wake: Callable[[], None], priorities: dict[str, int], max_body: int,
+                 dry_run: bool = False, coalesce: float = 0.0):
         self.store, self.metrics, self.auth, self.wake = store, metrics, auth, wake
-        self.known_actions, self.max_body, self.dry_run = known_actions, max_body, dry_run
+        self.priorities, self.max_body, self.dry_run = priorities, max_body, dry_run
+        self.coalesce = coalesce  # the plan's cooldown: new firings of an alert within it are one incident
 
     def mount(self, app: WSGIApp) -> WSGIApp:
         """A WSGI app that sends ``/alerts`` here and everything else to ``app``."""
@@ -114,23 +115,28 @@ class Receiver:
             notification, _ = payload.parse(body)
         except payload.PayloadError as err:
             raise Reply(400, err.error, str(err)) from None
-        recorded = self.store.record(notification, body.decode("utf-8", "replace"), self.known_actions,
-                                     dry_run=self.dry_run)
+        recorded = self.store.record(notification, body.decode("utf-8", "replace"), self.priorities,
+                                     dry_run=self.dry_run, coalesce=self.coalesce)
         metrics.notification(notification.status)
-        queued = dups = 0
+        queued = dups = coalesced = 0
         out = []
         for a, r in zip(notification.alerts, recorded.alerts, strict=True):
             metrics.alert(a.action, a.status)
             if r.duplicate:
                 dups += 1
+            if r.coalesced_into is not None:
+                coalesced += 1
             if r.run_status == QUEUED:
                 queued += 1
             elif r.run_id is not None:
                 metrics.run_finished(a.action or "", r.run_status)
             out.append({"incident": r.incident_id, "status": r.status, "new": r.new,
-                        "duplicate": r.duplicate, "run": r.run_id, "run_status": r.run_status})
+                        "duplicate": r.duplicate, "coalesced_into": r.coalesced_into, "run": r.run_id,
+                        "run_status": r.run_status})
         if dups:
             metrics.duplicates.inc(dups)
+        if coalesced:
+            metrics.coalesced.inc(coalesced)
         if queued:
             self.wake()
         return 200, json_bytes({"status": "recorded", "notification": recorded.notification_id,

@@ -7,13 +7,17 @@ PostgreSQL (any number of webhook replicas share it).
 from __future__ import annotations
 
 from .base import (
+    CHANGE,
     COOLDOWN,
     DRY_RUN,
+    EMERGENCY,
     FAILED,
     NEEDS_REVIEW,
+    PAGE,
     PARTIAL,
     QUEUED,
     REFUSED,
+    ROLLBACK,
     RUN_STATUSES,
     RUNNING,
     SUCCEEDED,
@@ -23,12 +27,13 @@ from .base import (
     Run,
     Store,
     StoreLocked,
+    StoreUnavailable,
 )
 
 __all__ = [
-    "COOLDOWN", "DRY_RUN", "FAILED", "NEEDS_REVIEW", "PARTIAL", "QUEUED", "REFUSED", "RUN_STATUSES",
-    "RUNNING", "SUCCEEDED", "UNKNOWN_ACTION", "Recorded", "RecordedAlert", "Run", "Store", "StoreLocked",
-    "is_postgres_url", "open_store",
+    "CHANGE", "COOLDOWN", "DRY_RUN", "EMERGENCY", "FAILED", "NEEDS_REVIEW", "PAGE", "PARTIAL", "QUEUED",
+    "REFUSED", "ROLLBACK", "RUN_STATUSES", "RUNNING", "SUCCEEDED", "UNKNOWN_ACTION", "Recorded",
+    "RecordedAlert", "Run", "Store", "StoreLocked", "StoreUnavailable", "is_postgres_url", "open_store",
 ]
 
 
@@ -37,9 +42,14 @@ def is_postgres_url(db: str) -> bool:
 
 
 def open_store(db: str, exclusive: bool = True) -> Store:
-    """The store for ``db``: a ``postgresql://`` URL, or a SQLite file path."""
+    """The store for ``db``: a ``postgresql://`` URL, or a SQLite file path.
+
+    Raises StoreUnavailable when PostgreSQL cannot be reached, StoreLocked when another
+    webhook holds the SQLite file."""
     if is_postgres_url(db):
-        raise ValueError("--db: PostgreSQL is not supported yet")
+        from .postgres import PostgresStore
+
+        return PostgresStore(db)
     from .sqlite import SQLiteStore
 
     return SQLiteStore(db, exclusive=exclusive)
