@@ -6,13 +6,13 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import Field
 
-from .base import Model, Name, PositiveSeconds
+from .base import K8sName, K8sNamespace, Model, Name, PositiveSeconds
 
 
 class KubectlRollback(Model):
     kind: Literal["kubectl_rollback"]
-    deployment: str
-    namespace: str = "default"
+    deployment: K8sName
+    namespace: K8sNamespace = "default"
     context: str | None = None
     to_revision: int | None = Field(default=None, ge=1)
     kubectl: str = "kubectl"  # a name found on PATH, or an absolute path

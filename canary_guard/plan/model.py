@@ -11,7 +11,7 @@ from pydantic import Field, model_validator
 from canary_guard.durations import format_duration
 
 from .actions import Action, DisableFeature, Sequence
-from .base import Model, Name
+from .base import Model, Name, Url
 from .sections import (
     Alertmanager,
     Analysis,
@@ -34,7 +34,7 @@ class Plan(Model):
     name: Name
     service: str
     description: str = ""
-    runbook_url: str = "https://github.com/canary-guard/canary-guard/blob/main/docs/runbook.md"
+    runbook_url: Url = "https://github.com/canary-guard/canary-guard/blob/main/docs/runbook.md"
     targets: list[Target] = Field(min_length=1)
     auth: Auth = Field(default_factory=Auth)
     rate_limits: RateLimits = Field(default_factory=RateLimits)
