@@ -81,6 +81,7 @@ WEBHOOK_NOTIFICATIONS = WEBHOOK_PREFIX + "notifications_total"  # {status}
 WEBHOOK_REJECTED = WEBHOOK_PREFIX + "rejected_total"  # {reason}
 WEBHOOK_ALERTS = WEBHOOK_PREFIX + "alerts_total"  # {action, status}
 WEBHOOK_DUPLICATES = WEBHOOK_PREFIX + "duplicates_total"
+WEBHOOK_COALESCED = WEBHOOK_PREFIX + "coalesced_total"  # new firings recorded against an incident
 WEBHOOK_ACTIONS = WEBHOOK_PREFIX + "actions_total"  # {action, outcome}: finished runs
 WEBHOOK_ATTEMPTS = WEBHOOK_PREFIX + "action_attempts_total"  # {action, outcome}
 WEBHOOK_ACTION_DURATION = WEBHOOK_PREFIX + "action_duration_seconds"  # histogram {action}
@@ -94,3 +95,19 @@ RUN_OUTCOMES: tuple[str, ...] = ("succeeded", "failed", "partial", "refused", "c
                                  "needs_review", "unknown_action", "dry_run")
 # Outcomes a person must look at.
 RUN_OUTCOMES_NEEDING_A_PERSON: tuple[str, ...] = ("failed", "partial", "refused", "needs_review")
+
+# -- canary-guard's own alerts -------------------------------------------------------------------
+
+# Alerts about canary-guard itself start with this prefix (plan triggers may not): Alertmanager
+# sends them to people, never to the webhook's actions, so a failed action is never re-run by
+# its own escalation.
+OWN_ALERT_PREFIX = "CanaryGuard"
+# Posted by the webhook to Alertmanager (API v2) while an incident whose action failed, partly
+# failed, was refused or needs review is unresolved. Labels: severity, run, action, track,
+# endpoint, plan (bounded: plan names and run ids of open incidents only).
+ALERT_ACTION_FAILED = OWN_ALERT_PREFIX + "ActionFailed"
+ALERT_RUN = "run"
+# Generated rules on the webhook's own series and its scrape job.
+ALERT_WEBHOOK_ACTIONS_FAILING = OWN_ALERT_PREFIX + "WebhookActionsFailing"
+ALERT_WEBHOOK_NEEDS_REVIEW = OWN_ALERT_PREFIX + "WebhookNeedsReview"
+ALERT_WEBHOOK_DOWN = OWN_ALERT_PREFIX + "WebhookDown"

@@ -126,3 +126,27 @@ def need_binary(name: str) -> str:
     if not path:
         pytest.fail(f"{name} not found: run scripts/install-debs (make setup) first")
     return path
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster():
+    """One throw-away PostgreSQL 15 server for the session (tests/postgres_helpers.py)."""
+    from postgres_helpers import PostgresCluster
+
+    cluster = PostgresCluster()
+    try:
+        cluster.start()
+    except RuntimeError as err:
+        pytest.fail(str(err))
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_cluster) -> str:
+    """The URL of a new, empty database on the session's PostgreSQL server."""
+    from postgres_helpers import fresh_database
+
+    return fresh_database(postgres_cluster)

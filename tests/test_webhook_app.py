@@ -14,8 +14,10 @@ import time
 
 import pytest
 from canary_guard.webhook import payload
-from canary_guard.webhook.app import ConfigError, WebhookConfig, create_app, parse_since, shutdown
-from canary_guard.webhook.store import Store, StoreLocked
+from canary_guard.webhook.api import parse_since
+from canary_guard.webhook.app import create_app, shutdown, state
+from canary_guard.webhook.config import ConfigError, WebhookConfig
+from canary_guard.webhook.store import StoreLocked, open_store
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hs
 from webhook_helpers import (
@@ -51,7 +53,7 @@ def make(tmp_path):
                             insecure_no_auth=token is None, dry_run=dry_run, start_worker=False)
         app = create_app(plan, cfg)
         apps.append(app)
-        return app.test_client(), app.extensions["canary_guard_webhook"]
+        return app.test_client(), state(app)
 
     yield _make
     for app in apps:
@@ -60,7 +62,7 @@ def make(tmp_path):
 
 def drain(state, rounds: int = 100) -> None:
     """Run the worker until nothing is due, even runs backing off (time is skipped ahead)."""
-    worker = state["worker"]
+    worker = state.worker
     for _ in range(rounds):
         if not worker.run_once(now=time.time() + 3600):
             return
@@ -104,7 +106,7 @@ def test_bad_credentials_are_401_and_record_nothing(make, header):
     assert resp.status_code == 401
     assert resp.get_json()["error"] == "unauthorized"
     assert "Bearer" in resp.headers["WWW-Authenticate"]
-    assert state["store"].counts()["notifications"] == 0
+    assert state.store.counts()["notifications"] == 0
 
 
 @pytest.mark.parametrize("header", [
@@ -116,7 +118,7 @@ def test_right_credentials_are_accepted(make, header):
     client, state = make()
     resp = client.post("/alerts", json=notification(), headers={"Authorization": header})
     assert resp.status_code == 200, resp.get_json()
-    assert state["store"].counts()["notifications"] == 1
+    assert state.store.counts()["notifications"] == 1
 
 
 # -- bad input: every class is a 4xx naming the problem, and nothing is recorded or run ---------
@@ -152,7 +154,7 @@ def test_not_a_notification_is_400_naming_the_field(make, body, problem):
     err = resp.get_json()
     assert err["error"] == "invalid_notification"
     assert problem in err["detail"]
-    assert state["store"].counts()["notifications"] == 0
+    assert state.store.counts()["notifications"] == 0
 
 
 @pytest.mark.parametrize("body", [b"{", b"", b"\xff\xfe\x00garbage", b"[" * 100_000, b"{'single': 1}"])
@@ -161,7 +163,7 @@ def test_malformed_json_is_400(make, body):
     resp = send(client, body)
     assert resp.status_code == 400
     assert resp.get_json()["error"] == "malformed_json"
-    assert state["store"].counts()["notifications"] == 0
+    assert state.store.counts()["notifications"] == 0
 
 
 @pytest.mark.parametrize("ctype", ["text/plain", "application/x-www-form-urlencoded", "application/jsonx"])
@@ -170,7 +172,7 @@ def test_wrong_content_type_is_415(make, ctype):
     resp = send(client, notification(), content_type=ctype)
     assert resp.status_code == 415
     assert ctype in resp.get_json()["detail"]
-    assert state["store"].counts()["notifications"] == 0
+    assert state.store.counts()["notifications"] == 0
 
 
 def test_json_with_charset_is_accepted(make):
@@ -184,7 +186,7 @@ def test_oversized_body_is_413(make):
     resp = send(client, big)
     assert resp.status_code == 413
     assert "1048576" in resp.get_json()["detail"]
-    assert state["store"].counts()["notifications"] == 0
+    assert state.store.counts()["notifications"] == 0
 
 
 def test_unknown_fields_are_tolerated_and_fingerprint_derived_when_missing():
@@ -329,7 +331,8 @@ def test_resolution_of_a_firing_incident_runs_nothing_more(make, kubectl):
     drain(state)
     resp = send(client, notification(alert(status="resolved")))
     assert resp.get_json()["alerts"][0] == {"incident": 1, "status": "resolved", "new": False,
-                                           "duplicate": False, "run": None, "run_status": None}
+                                           "duplicate": False, "coalesced_into": None, "run": None,
+                                           "run_status": None}
     drain(state)
     assert len(kubectl_calls(kubectl)) == 1
     assert client.get("/api/incidents").get_json()["incidents"][0]["status"] == "resolved"
@@ -360,7 +363,7 @@ def test_duplicates_in_one_app_give_one_run(make, kubectl):
     assert len(kubectl_calls(kubectl)) == 1
     metrics = client.get("/metrics").get_data(as_text=True)
     assert "canary_guard_webhook_duplicates_total 4.0" in metrics
-    counts = state["store"].counts()
+    counts = state.store.counts()
     assert counts["notifications"] == 5 and counts["alerts"] == 5 and counts["incidents"] == 1
 
 
@@ -404,7 +407,7 @@ def test_failures_are_retried_with_backoff_then_escalated(make, kubectl, monkeyp
     monkeypatch.setenv("KUBECTL_FAIL", "99")
     client, state = make()
     send(client, notification(alert()))
-    state["worker"].run_once()
+    state.worker.run_once()
     (run,) = runs(client)
     assert run["status"] == "queued" and "retry in 0.05s" in run["reason"]
     drain(state)
@@ -481,7 +484,7 @@ def test_dry_run_records_what_it_would_do_and_runs_nothing(make, kubectl):
     assert disable["command"]["url"] == "http://127.0.0.1:9/elite/config/disable"
     assert disable["command"]["body"] == {"features": ["edge_ai"]}
     # a dry run does not start a real cooldown
-    assert state["store"].cooldown("kubectl_rollback:/recoveryos/deployment/recoveryos") is None
+    assert state.store.cooldown("kubectl_rollback:/recoveryos/deployment/recoveryos") is None
 
 
 @pytest.mark.parametrize("endpoint", ["not_an_endpoint", "../../etc", None])
@@ -557,28 +560,28 @@ def test_metrics_and_healthz(make, kubectl):
 
 def test_store_schema_and_wal(tmp_path):
     db = tmp_path / "s.db"
-    store = Store(db)
+    store = open_store(str(db))
     conn = sqlite3.connect(db)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"notifications", "alerts", "incidents", "runs", "attempts", "cooldowns"} <= tables
     with pytest.raises(StoreLocked):
-        Store(db)  # one webhook per database
+        open_store(str(db))  # one webhook per database
     store.close()
-    Store(db).close()
+    open_store(str(db)).close()
 
 
 def test_notification_is_recorded_before_the_reply(make):
     client, state = make()
     resp = send(client, notification(alert(action="page")))
     nid = resp.get_json()["notification"]
-    row = sqlite3.connect(state["config"].db).execute(
+    row = sqlite3.connect(state.config.db).execute(
         "SELECT status, alert_count, body FROM notifications WHERE id = ?", (nid,)).fetchone()
     assert row[0] == "firing" and row[1] == 1 and json.loads(row[2])["receiver"] == "canary-guard"
 
 
 def _post_without_length(client, body: bytes):
-    """POST /alerts as a chunked request arrives from waitress: no Content-Length, input terminated."""
+    """POST /alerts as a chunked body arrives: no Content-Length, the input stream terminated."""
     from werkzeug.test import EnvironBuilder
 
     env = EnvironBuilder(method="POST", path="/alerts", headers=AUTH, content_type="application/json",
@@ -588,27 +591,49 @@ def _post_without_length(client, body: bytes):
     return client.open(env)
 
 
-def test_plain_wsgi_fast_path_and_flask_view_answer_alike(make, kubectl):
-    # A plain POST with Content-Length takes the WSGI fast path; one without (chunked) takes the
-    # Flask view. Both must validate, record and answer the same way.
+def test_one_request_path_for_every_body_shape(make, kubectl):
+    # With a Content-Length or chunked, good or bad: the same handler, the same answers.
     client, state = make()
     body = json.dumps(notification(alert(action="page"))).encode()
     fast = send(client, body)
-    slow = _post_without_length(client, body)
-    assert fast.status_code == slow.status_code == 200
-    assert fast.content_type == slow.content_type == "application/json"
-    f, s = fast.get_json(), slow.get_json()
-    assert (f["notification"], s["notification"]) == (1, 2)
+    chunked = _post_without_length(client, body)
+    assert fast.status_code == chunked.status_code == 200
+    assert fast.content_type == chunked.content_type == "application/json"
+    f, c = fast.get_json(), chunked.get_json()
+    assert (f["notification"], c["notification"]) == (1, 2)
     assert f["alerts"][0] | {"new": False, "duplicate": True, "run": None, "run_status": None} \
-        == s["alerts"][0]
+        == c["alerts"][0]
     bad = json.dumps({"alerts": "nope", "status": "firing"}).encode()
     assert send(client, bad).get_json() == _post_without_length(client, bad).get_json()
     assert send(client, bad).status_code == _post_without_length(client, bad).status_code == 400
-    counts = state["store"].counts()
+    big = b"[" + b" " * (1 << 20) + b"]"
+    assert _post_without_length(client, big).status_code == send(client, big).status_code == 413
+    counts = state.store.counts()
     assert counts["notifications"] == 2 and counts["incidents"] == 1 and counts["runs"] == 1
     metrics = client.get("/metrics").get_data(as_text=True)
     assert 'canary_guard_webhook_rejected_total{reason="invalid_notification"} 4.0' in metrics
+    assert 'canary_guard_webhook_rejected_total{reason="too_large"} 2.0' in metrics
     assert 'canary_guard_webhook_notifications_total{status="firing"} 2.0' in metrics
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE"])
+def test_other_methods_on_alerts_are_405(make, method):
+    client, state = make()
+    resp = client.open("/alerts", method=method, headers=AUTH)
+    assert resp.status_code == 405 and resp.headers["Allow"] == "POST"
+    assert resp.get_json()["error"] == "method_not_allowed"
+    assert state.store.counts()["notifications"] == 0
+
+
+def test_an_unexpected_store_failure_is_a_500_and_records_nothing(make, monkeypatch):
+    client, state = make()
+
+    def broken(*a, **kw):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(state.store, "record", broken)
+    resp = send(client, notification(alert(action="page")))
+    assert resp.status_code == 500 and resp.get_json()["error"] == "internal_server_error"
 
 
 def test_a_repeated_first_seen_resolution_is_a_duplicate(make):
@@ -624,8 +649,8 @@ def test_a_repeated_first_seen_resolution_is_a_duplicate(make):
 def test_concurrent_notifications_are_visible_to_a_fresh_connection_at_reply(make):
     import threading
 
-    client, state = make()
-    db = state["config"].db
+    client, state = make(cooldown="0s")  # 30 firings of one alert: not coalesced here
+    db = state.config.db
     problems: list[str] = []
 
     def deliver(t: int) -> None:
@@ -651,14 +676,14 @@ def test_concurrent_notifications_are_visible_to_a_fresh_connection_at_reply(mak
     for t in threads:
         t.join()
     assert problems == []
-    counts = state["store"].counts()
+    counts = state.store.counts()
     assert counts["notifications"] == counts["alerts"] == 120
     assert counts["incidents"] == counts["runs"] == 30
 
 
 def test_prune_drops_old_repeat_deliveries_but_keeps_incidents_and_dedupe(make):
     client, state = make()
-    store, db = state["store"], state["config"].db
+    store, db = state.store, state.config.db
     for _ in range(3):  # one incident, three deliveries
         assert send(client, notification(alert(action="page"))).status_code == 200
     drain(state)
@@ -680,3 +705,100 @@ def test_plan_retention_defaults_to_30_days_and_0_disables():
 
     assert load_plan().webhook.retention == 30 * 86400
     assert parse_plan(plan_data(retention="0s")).webhook.retention == 0
+
+
+# -- per-step state: a run taken over after its process died ---------------------------------
+
+
+def _die_mid_step(state, step: int, name: str, kind: str, done: list | None = None):
+    """Claim the queued run as a process would, start attempt ``step``, then "die": the lease
+    is left to run out. Returns the run."""
+    store = state.store
+    run = store.claim(lease=1)
+    if done:
+        store.progress(run.id, step, done)
+    store.start_attempt(run.id, step, name, kind, 1, {"argv": ["kubectl"]} if kind == "kubectl_rollback"
+                        else {"method": "POST"})
+    return run
+
+
+def _features(sandbox):
+    import httpx
+
+    status = httpx.get(f"{sandbox}/elite/system-status", timeout=10).json()
+    return sorted(n for n, f in status["features"].items() if not f["enabled"])
+
+
+def test_taken_over_emergency_rollback_never_redoes_kubectl_but_still_disables(make, kubectl, sandbox):
+    client, state = make(plan_data(sandbox))
+    send(client, notification(alert(action="emergency_rollback", alertname="CanaryPIIExposure")))
+    run = _die_mid_step(state, 0, "rollback", "kubectl_rollback")
+    drain(state)  # another worker, later: the lease has run out
+    assert kubectl_calls(kubectl) == []  # kubectl undo, in doubt, is not done again
+    assert _features(sandbox) == sorted(parse_plan(plan_data()).features())  # PII stops being served
+    by_id = {r["id"]: r for r in runs(client)}
+    taken = by_id[run.id]
+    assert taken["status"] == "needs_review" and taken["taken_over"] == 1
+    assert [(a["action"], a["outcome"]) for a in taken["attempts"]] == [
+        ("rollback", "interrupted"), ("disable_all_features", "ok")]
+    assert [s["outcome"] for s in taken["steps"]] == ["interrupted", "ok"]
+    assert "not safe to repeat" in taken["attempts"][0]["detail"]
+    (page,) = [r for r in by_id.values() if r["escalated_from"] == run.id]
+    assert page["status"] == "succeeded" and "rollback" in page["cause"]
+    assert client.get("/healthz").get_json()["needs_review"] == 1
+
+
+def test_taken_over_feature_disable_is_done_again(make, kubectl, sandbox):
+    client, state = make(plan_data(sandbox))
+    send(client, notification(alert(action="disable_feature", endpoint="graph_neural")))
+    run = _die_mid_step(state, 0, "disable_feature", "disable_feature")
+    drain(state)
+    (done,) = runs(client)
+    assert done["id"] == run.id and done["status"] == "succeeded" and done["taken_over"] == 1
+    assert [a["outcome"] for a in done["attempts"]] == ["interrupted", "ok"]
+    assert "safe to repeat" in done["attempts"][0]["detail"]
+    assert _features(sandbox) == ["graph_neural_networks"]
+
+
+def test_a_step_that_finished_before_the_crash_is_never_redone(make, kubectl, sandbox):
+    client, state = make(plan_data(sandbox))
+    send(client, notification(alert(action="emergency_rollback", alertname="CanaryPIIExposure")))
+    store = state.store
+    run = store.claim(lease=1)
+    aid = store.start_attempt(run.id, 0, "rollback", "kubectl_rollback", 1, {"argv": ["kubectl"]})
+    store.finish_attempt(aid, "ok", False, "exit 0")
+    store.progress(run.id, 1, [{"step": "rollback", "outcome": "ok", "attempts": 1}])
+    drain(state)  # died between the steps
+    assert kubectl_calls(kubectl) == []
+    (done,) = runs(client)
+    assert done["status"] == "succeeded" and [s["outcome"] for s in done["steps"]] == ["ok", "ok"]
+    assert len(_features(sandbox)) == len(parse_plan(plan_data()).features())
+
+
+def test_the_worker_takes_the_most_urgent_run_first(make, kubectl):
+    client, state = make()
+    send(client, notification(alert(action="page", fingerprint="p1", alertname="A")))
+    send(client, notification(alert(action="page", fingerprint="p2", alertname="B")))
+    send(client, notification(alert(action="rollback", fingerprint="r", alertname="C")))
+    state.worker.run_once()
+    done = [r for r in runs(client) if r["status"] != "queued"]
+    assert [r["action"] for r in done] == ["rollback"]
+    assert {r["action"]: r["priority"] for r in runs(client)} == {"rollback": 1, "page": 3}
+
+
+def test_flapping_alert_pages_once(make):
+    # issue 10: twenty firings of one flapping alert (a new startsAt each) are one incident
+    client, state = make()
+    replies = [send(client, notification(alert(action="page", alertname="CanaryLatencyHigh",
+                                               starts_at=f"2024-05-01T12:{k:02d}:00Z"))).get_json()
+               for k in range(20)]
+    first = replies[0]["alerts"][0]
+    assert first["run_status"] == "queued" and first["coalesced_into"] is None
+    assert all(r["alerts"][0]["coalesced_into"] == first["incident"] and r["alerts"][0]["run"] is None
+               for r in replies[1:])
+    drain(state)
+    assert [r["action"] for r in runs(client)] == ["page"]
+    (incident,) = client.get("/api/incidents").get_json()["incidents"]
+    assert incident["firings"] == 20
+    assert len(client.get("/api/incidents?merged=1").get_json()["incidents"]) == 20
+    assert "canary_guard_webhook_coalesced_total 19.0" in client.get("/metrics").get_data(as_text=True)

@@ -168,7 +168,7 @@ def test_duplicates_across_a_restart_give_one_rollback(procs, tmp_path):
     r = post(url, body)
     assert r.status_code == 200 and r.json()["alerts"][0]["duplicate"] is True
     # and a second incident for the deployment inside the cooldown is refused, after the restart too
-    post(url, notification(alert(fingerprint="another")))
+    post(url, notification(alert(fingerprint="another", alertname="CanaryAvailabilityLow")))
     runs = settled(url, 2)
     assert [r["status"] for r in runs] == ["cooldown", "succeeded"]
     assert kubectl_calls(record) == [ROLLBACK_ARGV]
@@ -211,6 +211,31 @@ def test_crash_mid_action_is_marked_for_review_and_not_rerun(procs, tmp_path):
     assert kubectl_calls(record) == [ROLLBACK_ARGV]
     conn = sqlite3.connect(tmp_path / "webhook.db")
     assert conn.execute("SELECT COUNT(*) FROM runs WHERE status = 'needs_review'").fetchone()[0] == 1
+
+
+def test_sigterm_during_kubectl_of_an_emergency_rollback_still_disables_the_features(procs, tmp_path):
+    # issue 13: a SIGTERM during the kubectl step marked the whole run for review and the
+    # feature disable (safe to repeat) never ran: PII kept being served.
+    key = "sandbox-api-key-1"
+    service = start_sandbox(procs, env={"RECOVERYOS_API_KEY": key})
+    env = {"RECOVERYOS_API_KEY": key}
+    url, proc, record = _webhook(procs, tmp_path, plan_data(service), env={**env, "KUBECTL_HANG": "60"})
+    post(url, notification(alert(action="emergency_rollback", alertname="CanaryPIIExposure")))
+    wait_for(lambda: kubectl_calls(record), what="kubectl to start")
+    assert procs.stop(proc, signal.SIGTERM) == 0  # a clean stop: 5 s of grace, then out
+    assert "released for takeover" in procs.log("webhook")
+
+    url, _, record = _webhook(procs, tmp_path, plan_data(service), env=env, name="webhook2")
+    runs = settled(url, 2)
+    emergency = next(r for r in runs if r["action"] == "emergency_rollback")
+    page = next(r for r in runs if r["action"] == "page")
+    assert emergency["status"] == "needs_review" and emergency["taken_over"] == 1
+    assert [(a["action"], a["outcome"]) for a in emergency["attempts"]] == [
+        ("rollback", "interrupted"), ("disable_all_features", "ok")]
+    assert page["escalated_from"] == emergency["id"]
+    assert kubectl_calls(record) == [ROLLBACK_ARGV]  # never undone twice
+    status = httpx.get(f"{service}/elite/system-status", headers={"Authorization": f"Bearer {key}"}).json()
+    assert all(not f["enabled"] for f in status["features"].values())
 
 
 def test_dry_run_records_but_runs_nothing(procs, tmp_path, sandbox):

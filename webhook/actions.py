@@ -33,6 +33,8 @@ from canary_guard.plan import (
     Sequence,
 )
 
+from .store.base import CHANGE, EMERGENCY, PAGE, ROLLBACK
+
 OUTPUT_LIMIT = 2000  # characters of stdout/stderr kept in the audit trail
 HTTP_BODY_LIMIT = 500
 
@@ -66,6 +68,9 @@ class RollbackAction(Protocol):
     name: str
     kind: str
     timeout: float
+    # Safe to do again when a crash left it unknown whether it was done (disabling a feature
+    # twice is harmless; a second ``kubectl rollout undo`` re-deploys the bad revision).
+    idempotent: bool
 
     def cooldown_key(self) -> str | None:
         """What a cooldown protects (None: idempotent, no cooldown)."""
@@ -120,6 +125,7 @@ class KubectlRollbackAction:
     name: str
     spec: KubectlRollback
     kind: str = "kubectl_rollback"
+    idempotent: bool = False
 
     @property
     def timeout(self) -> float:
@@ -165,6 +171,7 @@ class CommandAction:
     name: str
     spec: Command
     kind: str = "command"
+    idempotent: bool = False  # nothing is known about what the command does
 
     @property
     def timeout(self) -> float:
@@ -216,6 +223,7 @@ class DisableFeatureAction:
     client: httpx.Client
     service_auth: Auth
     kind: str = "disable_feature"
+    idempotent: bool = True
 
     @property
     def timeout(self) -> float:
@@ -264,6 +272,10 @@ class HttpAction:
     def timeout(self) -> float:
         return self.spec.timeout
 
+    @property
+    def idempotent(self) -> bool:
+        return self.spec.method in ("GET", "PUT", "DELETE")  # idempotent by HTTP's definition
+
     def cooldown_key(self) -> str | None:
         return f"http:{self.name}"
 
@@ -282,6 +294,7 @@ class PageAction:
     spec: Page
     client: httpx.Client
     kind: str = "page"
+    idempotent: bool = True  # a second page beats none
 
     @property
     def timeout(self) -> float:
@@ -358,6 +371,21 @@ class ActionSet:
 
     def is_page(self, name: str) -> bool:
         return all(step.kind == "page" for step in self.steps(name))
+
+    def priority(self, name: str) -> int:
+        """How urgent a run of this action is (lower first): a rollback that does more
+        (emergency_rollback: undo + disable every feature) before a plain rollback, before
+        anything else that changes the service (feature disable, commands), before pages."""
+        if name not in self.plan.actions and name != self.escalation:
+            return PAGE
+        kinds = {step.kind for step in self.steps(name)}
+        if "kubectl_rollback" in kinds:
+            return EMERGENCY if kinds - {"kubectl_rollback", "page"} else ROLLBACK
+        return PAGE if kinds <= {"page"} else CHANGE
+
+    def priorities(self) -> dict[str, int]:
+        """Every plan action's priority, by name."""
+        return {name: self.priority(name) for name in self.plan.actions}
 
     def close(self) -> None:
         self.client.close()

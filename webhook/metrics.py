@@ -6,47 +6,53 @@ from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from canary_guard import contract as C
 from canary_guard.contract import RUN_OUTCOMES
 
-P = "canary_guard_webhook_"
 REJECT_REASONS = ("unauthorized", "unsupported_media_type", "too_large", "malformed_json",
-                  "invalid_notification")
+                  "invalid_notification", "bad_request", "method_not_allowed")
 
 
 class WebhookMetrics:
+    REJECT_REASONS = REJECT_REASONS
+
     def __init__(self, actions: Iterable[str], steps: Iterable[str], queue_depth: Callable[[], float],
                  needs_review: Callable[[], float]):
         r = self.registry = CollectorRegistry(auto_describe=True)
-        self.notifications = Counter(P + "notifications_total",
+        self.notifications = Counter(C.WEBHOOK_NOTIFICATIONS,
                                      "Notifications accepted and recorded, by notification status",
                                      ["status"], registry=r)
-        self.rejected = Counter(P + "rejected_total",
+        self.rejected = Counter(C.WEBHOOK_REJECTED,
                                 "Requests refused before anything was recorded, by reason",
                                 ["reason"], registry=r)
-        self.alerts = Counter(P + "alerts_total",
+        self.alerts = Counter(C.WEBHOOK_ALERTS,
                               "Alerts received, by action label (unknown: no such plan action; "
                               "none: no label) and alert status", ["action", "status"], registry=r)
-        self.duplicates = Counter(P + "duplicates_total",
+        self.duplicates = Counter(C.WEBHOOK_DUPLICATES,
                                   "Alerts dropped as repeated deliveries of a known incident "
                                   "(same fingerprint and startsAt)", registry=r)
-        self.actions = Counter(P + "actions_total",
+        self.coalesced = Counter(C.WEBHOOK_COALESCED,
+                                 "New firings of an alert (same alert, track and endpoint) recorded "
+                                 "against its incident within the cooldown instead of opening one",
+                                 registry=r)
+        self.actions = Counter(C.WEBHOOK_ACTIONS,
                                "Action runs finished, by action and outcome", ["action", "outcome"],
                                registry=r)
-        self.attempts = Counter(P + "action_attempts_total",
+        self.attempts = Counter(C.WEBHOOK_ATTEMPTS,
                                 "Attempts of each action step, by outcome", ["action", "outcome"],
                                 registry=r)
-        self.duration = Histogram(P + "action_duration_seconds", "Duration of one action attempt",
+        self.duration = Histogram(C.WEBHOOK_ACTION_DURATION, "Duration of one action attempt",
                                   ["action"], registry=r,
                                   buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120))
-        self.cooldown_refusals = Counter(P + "cooldown_refusals_total",
+        self.cooldown_refusals = Counter(C.WEBHOOK_COOLDOWN_REFUSALS,
                                          "Action steps refused because their cooldown was running",
                                          ["action"], registry=r)
-        self.escalations = Counter(P + "escalations_total",
+        self.escalations = Counter(C.WEBHOOK_ESCALATIONS,
                                    "Pages raised because an action failed, was refused or was "
                                    "interrupted", ["action"], registry=r)
-        queue = Gauge(P + "queue_depth", "Action runs queued (waiting or backing off)", registry=r)
+        queue = Gauge(C.WEBHOOK_QUEUE_DEPTH, "Action runs queued (waiting or backing off)", registry=r)
         queue.set_function(queue_depth)
-        review = Gauge(P + "needs_review", "Action runs interrupted mid-flight that a human must check",
+        review = Gauge(C.WEBHOOK_NEEDS_REVIEW, "Action runs interrupted mid-flight that a human must check",
                        registry=r)
         review.set_function(needs_review)
 

@@ -11,6 +11,7 @@ One module per part of the plan, named after what it holds:
 - ``triggers``: rollback triggers;
 - ``actions``: what the webhook (and the rollout) can run;
 - ``model``: :class:`Plan` itself, the checks that span sections and derived values;
+- ``notify``: who is told (Slack, e-mail, PagerDuty, webhooks), rendered into Alertmanager;
 - ``load``: YAML in, validated model out.
 
 A new section (``notify``, ``traffic``, ``rollout``...) gets a module of its own, a field on
@@ -31,6 +32,7 @@ from .actions import (
 from .base import ALERT_RE, DEFAULT_PLAN, NAME_RE, Model, Name, PlanError, PositiveSeconds, Seconds
 from .load import default_plan_path, load_plan, parse_plan
 from .model import Plan
+from .notify import Notify
 from .sections import (
     Alertmanager,
     Analysis,
@@ -51,7 +53,7 @@ from .triggers import TRIGGER_KINDS, Trigger, TriggerKind
 __all__ = [
     "ACTION_KINDS", "ALERT_RE", "DEFAULT_PLAN", "NAME_RE", "TRIGGER_KINDS", "Action", "Alertmanager",
     "Analysis", "Auth", "Command", "Criteria", "Demo", "DisableFeature", "Endpoint", "Http",
-    "KubectlRollback", "Model", "Name", "Page", "Phase", "Plan", "PlanError", "PositiveSeconds",
+    "KubectlRollback", "Model", "Name", "Notify", "Page", "Phase", "Plan", "PlanError", "PositiveSeconds",
     "Probe", "Prometheus", "RateLimits", "Retry", "Seconds", "Sequence", "Target", "Trigger",
     "TriggerKind", "Webhook", "default_plan_path", "load_plan", "parse_plan",
 ]

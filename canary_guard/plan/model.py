@@ -10,8 +10,10 @@ from pydantic import Field, model_validator
 
 from canary_guard.durations import format_duration
 
+from . import notify as notify_section
 from .actions import Action, DisableFeature, Sequence
 from .base import Model, Name, Url
+from .notify import Notify
 from .sections import (
     Alertmanager,
     Analysis,
@@ -49,6 +51,7 @@ class Plan(Model):
     webhook: Webhook = Field(default_factory=Webhook)
     demo: Demo = Field(default_factory=Demo)
     analysis: Analysis = Field(default_factory=Analysis)
+    notify: Notify = Field(default_factory=Notify)
 
     # -- cross-field checks: each raises with the path of the offending field ------------
 
@@ -114,6 +117,7 @@ class Plan(Model):
                         problems.append(
                             f"actions.{name}.features[{j}]: {feat!r} is no endpoint's feature"
                         )
+        problems += notify_section.problems(self)
         if self.triggers and not self.guarded_tracks():
             problems.append("targets: no target is guarded: rollback triggers would watch nothing")
         if problems:

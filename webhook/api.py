@@ -1,0 +1,100 @@
+"""``/api/*``: the audit trail as JSON; ``/healthz`` and ``/metrics`` for machines."""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import datetime
+
+from flask import Blueprint, Response, jsonify, request
+
+from canary_guard.durations import parse_duration
+
+from .context import current, json_error
+from .store import NEEDS_REVIEW, QUEUED, RUN_STATUSES
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+ops = Blueprint("ops", __name__)
+
+
+@bp.get("/actions")
+def actions() -> Response:
+    s, args = current(), request.args
+    try:
+        status = args.get("status") or None
+        if status and status not in RUN_STATUSES:
+            raise ValueError(f"status: must be one of {', '.join(RUN_STATUSES)}")
+        since = parse_since(args["since"]) if args.get("since") else None
+        limit = bounded_int(args.get("limit", "100"), "limit", 1, 10_000)
+        incident = bounded_int(args["incident"], "incident", 1, 2**62) if args.get("incident") else None
+    except ValueError as err:
+        return json_error(400, "bad_query", str(err))
+    runs = s.store.actions(action=args.get("action") or None, status=status,
+                           endpoint=args.get("endpoint") or None, since=since,
+                           incident=incident, limit=limit)
+    return jsonify({"count": len(runs), "dry_run": s.config.dry_run, "actions": runs})
+
+
+@bp.get("/incidents")
+def incidents() -> Response:
+    try:
+        limit = bounded_int(request.args.get("limit", "100"), "limit", 1, 10_000)
+    except ValueError as err:
+        return json_error(400, "bad_query", str(err))
+    # merged=1: also the firings recorded against an earlier incident of the same alert
+    merged = request.args.get("merged", "") in ("1", "true")
+    return jsonify({"incidents": current().store.incidents(limit, merged=merged)})
+
+
+@ops.get("/healthz")
+def healthz() -> Response:
+    s = current()
+    counts = s.store.counts()
+    worker_ok = s.worker.alive() or not s.config.start_worker
+    resp = jsonify({
+        "status": "ok" if worker_ok else "worker stopped",
+        "dry_run": s.config.dry_run,
+        "auth": "token" if s.auth.enabled else "disabled (--insecure-no-auth)",
+        "queue_depth": counts.get("runs_" + QUEUED, 0),
+        "needs_review": counts.get("runs_" + NEEDS_REVIEW, 0),
+        "notifications": counts["notifications"],
+        "incidents": counts["incidents"],
+    })
+    resp.status_code = 200 if worker_ok else 503
+    return resp
+
+
+@ops.get("/metrics")
+def metrics() -> Response:
+    from prometheus_client import CONTENT_TYPE_LATEST
+
+    return Response(current().metrics.render(), content_type=CONTENT_TYPE_LATEST)
+
+
+_EPOCH_RE = re.compile(r"^\d+(\.\d+)?$")
+
+
+def parse_since(text: str, now: float | None = None) -> float:
+    """``since=``: unix seconds, an RFC 3339 time, or a duration ago ("10m", "1h")."""
+    now = time.time() if now is None else now
+    if _EPOCH_RE.match(text):
+        return float(text)
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        pass
+    try:
+        return now - parse_duration(text)
+    except ValueError:
+        raise ValueError(f"since: {text[:40]!r} is neither unix seconds, an RFC 3339 time nor "
+                         "a duration such as 10m") from None
+
+
+def bounded_int(text: str, name: str, lo: int, hi: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"{name}: must be a whole number") from None
+    if not lo <= value <= hi:
+        raise ValueError(f"{name}: must be between {lo} and {hi}")
+    return value

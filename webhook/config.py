@@ -1,0 +1,52 @@
+"""The webhook's run-time settings and its credential (read from the plan's env var or file)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from canary_guard.plan import Plan
+
+DEFAULT_DB = "./canary-guard-webhook.db"
+MAX_BODY = 1 << 20  # 1 MiB: a notification with 1,000 alerts is far below it
+
+
+@dataclass
+class WebhookConfig:
+    db: str = DEFAULT_DB  # a file path (SQLite) or a postgresql:// URL
+    token: str | None = None  # the shared secret Alertmanager presents; None: see insecure_no_auth
+    insecure_no_auth: bool = False  # development only: accept unauthenticated notifications
+    dry_run: bool = False
+    max_body: int = MAX_BODY
+    workers: int = 1  # worker threads running actions
+    start_worker: bool = True  # tests drive the worker by hand with False
+    exclusive: bool = True  # SQLite: hold a lock file, one webhook per database
+    lease: float = 15.0  # seconds a claimed run stays this process's without a renewal
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def read_token(plan: Plan) -> str | None:
+    """The webhook's credential: env ``plan.webhook.token_env``, else ``plan.webhook.token_file``."""
+    w = plan.webhook
+    if w.token_env and os.environ.get(w.token_env, "").strip():
+        return os.environ[w.token_env].strip()
+    if w.token_file:
+        try:
+            text = Path(w.token_file).read_text().strip()
+        except OSError as err:
+            raise ConfigError(f"webhook.token_file: cannot read {w.token_file}: {err.strerror}") from None
+        return text or None
+    return None
+
+
+def check(plan: Plan, config: WebhookConfig) -> None:
+    """Refuse settings that would leave the webhook open or broken."""
+    if not config.token and not config.insecure_no_auth:
+        raise ConfigError(
+            f"no webhook credential: set {plan.webhook.token_env} or webhook.token_file in the plan "
+            "(or pass --insecure-no-auth for local development only)"
+        )
