@@ -12,55 +12,23 @@ import json
 import re
 from pathlib import Path
 
-import yaml
-
 from canary_guard import __version__
 from canary_guard.durations import format_duration
-from canary_guard.plan import Page, Plan, Sequence
+from canary_guard.plan import Plan
 
-from . import promql, promtests, spec
+from . import alertmanager, promtests, spec
+
+# the Alertmanager configuration is data (alertmanager.py): these names stay importable here
+from .alertmanager import DEFAULT_RECEIVER, GROUP_BY, RECEIVER, acting_actions  # noqa: F401
 from .model import AlertRule, RecordingRule, RuleGroup
 from .promtest import UnitTest
+from .yamlfile import comment, dump
 
 RULES_FILE = "canary-guard.rules.yml"
 TESTS_FILE = "canary-guard.rules.test.yml"
 PROMETHEUSRULE_FILE = "prometheusrule.yaml"
 ALERTMANAGER_FILE = "alertmanager.yml"
 FILES = (RULES_FILE, TESTS_FILE, PROMETHEUSRULE_FILE, ALERTMANAGER_FILE)
-
-RECEIVER = "canary-guard-webhook"
-DEFAULT_RECEIVER = "canary-guard-unrouted"
-GROUP_BY = ["alertname", "track", "endpoint", "action"]
-
-
-# -- serialising ----------------------------------------------------------------------------
-
-
-class _Dumper(yaml.SafeDumper):
-    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
-        # lists indented under their key, as hand-written Prometheus files are
-        super().increase_indent(flow, False)
-
-
-def _str(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
-    # multi-line PromQL reads best as a block; the emitter still quotes what a block cannot hold
-    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style="|" if "\n" in data else None)
-
-
-_Dumper.add_representer(str, _str)
-
-
-def dump(data: object) -> str:
-    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=1 << 30)
-
-
-def comment(*lines: str) -> str:
-    """A YAML comment block; a line holding anything but printable text is written escaped."""
-    out = []
-    for text in lines:
-        for line in text.split("\n"):
-            out.append("# " + (line if line.isprintable() else json.dumps(line)[1:-1]))
-    return "\n".join(out) + "\n"
 
 
 def _d(seconds: float) -> str:
@@ -127,69 +95,6 @@ def prometheusrule(plan: Plan, groups: list[RuleGroup]) -> str:
     return head + dump(doc)
 
 
-# -- Alertmanager -----------------------------------------------------------------------------
-
-
-def acting_actions(plan: Plan) -> list[str]:
-    """Trigger actions that change something (not a page alone): their alerts route fast."""
-    out = []
-    for t in plan.triggers:
-        action = plan.actions.get(t.action)
-        steps = [plan.actions.get(s) for s in action.steps] if isinstance(action, Sequence) else [action]
-        if any(not isinstance(s, Page) for s in steps):
-            out.append(t.action)
-    return sorted(set(out))
-
-
-def alertmanager_config(plan: Plan) -> dict:
-    am = plan.alertmanager
-    acting = acting_actions(plan)
-    routes = []
-    if acting:
-        # actions that change the deployment act quickly
-        routes.append({"receiver": RECEIVER,
-                       "matchers": [f"action=~{promql.string(promql.regex_of(acting))}"],
-                       "group_wait": _d(am.group_wait)})
-    routes.append({"receiver": RECEIVER, "matchers": ['action=~".+"']})
-    return {
-        "route": {
-            "receiver": DEFAULT_RECEIVER,
-            "group_by": GROUP_BY,
-            # pages are not urgent to the second: batch them a little longer than rollbacks
-            "group_wait": _d(max(3 * am.group_wait, am.group_wait)),
-            "group_interval": _d(am.group_interval),
-            "repeat_interval": _d(am.repeat_interval),
-            "routes": routes,
-        },
-        "receivers": [
-            {"name": DEFAULT_RECEIVER},
-            {"name": RECEIVER, "webhook_configs": [{
-                "url": am.webhook_url,
-                "send_resolved": True,
-                "http_config": {"authorization": {"type": "Bearer", "credentials_file": am.credentials_file}},
-            }]},
-        ],
-    }
-
-
-def alertmanager_file(plan: Plan) -> str:
-    w = plan.webhook
-    token = f"${w.token_env}" + (f" or {w.token_file}" if w.token_file else "")
-    acting = acting_actions(plan)
-    head = comment(
-        f"{_generated(plan)}. Routes every alert that carries",
-        "an `action` label to the canary-guard webhook, which runs that plan action. Merge the",
-        "routes and the receiver into your own Alertmanager configuration if you already have one.",
-        f"Alerts without an action label go to {DEFAULT_RECEIVER} (nowhere). One notification per",
-        "endpoint and action: the webhook acts once per group.",
-        *([f"Actions that change the deployment ({', '.join(acting)}) wait group_wait,",
-           "pages three times as long."] if acting else []),
-        "credentials_file holds only the token; the webhook expects the same token in",
-        token + ".",
-    )
-    return head + dump(alertmanager_config(plan))
-
-
 # -- promtool tests ---------------------------------------------------------------------------
 
 
@@ -235,7 +140,7 @@ def render_all(plan: Plan) -> dict[str, str]:
     return {
         RULES_FILE: rules_file(plan, groups),
         PROMETHEUSRULE_FILE: prometheusrule(plan, groups),
-        ALERTMANAGER_FILE: alertmanager_file(plan),
+        ALERTMANAGER_FILE: alertmanager.render(plan),
         TESTS_FILE: tests_file(plan, groups),
     }
 

@@ -23,8 +23,6 @@ NAME_RE = r"^[a-z][a-z0-9_]*$"
 ALERT_RE = r"^[A-Z][A-Za-z0-9]*$"
 ENV_RE = r"^[A-Za-z_][A-Za-z0-9_]*$"
 HTTP_TOKEN_RE = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"  # RFC 9110 token: header names, auth schemes
-DNS_LABEL_RE = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"  # Kubernetes namespaces
-DNS_SUBDOMAIN_RE = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"  # deployments
 
 # control, format, separator, surrogate, private and unassigned code points
 _NOT_TEXT = {"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"}
@@ -85,10 +83,22 @@ EnvName = Annotated[str, Field(max_length=255), _matching(
     ENV_RE, "an environment variable name (letters, digits and _, not starting with a digit)")]
 HttpToken = Annotated[str, Field(max_length=255), _matching(
     HTTP_TOKEN_RE, "an HTTP token (letters, digits and !#$%&'*+.^_`|~-, no spaces)")]
-K8sNamespace = Annotated[str, Field(max_length=63), _matching(
-    DNS_LABEL_RE, "a Kubernetes namespace (lower-case letters, digits and -)")]
-K8sName = Annotated[str, Field(max_length=253), _matching(
-    DNS_SUBDOMAIN_RE, "a Kubernetes object name (lower-case letters, digits, - and .)")]
+
+
+# Kubernetes object names as the API server accepts them (DNS-1123). Checked here because they
+# reach kubectl's argv: a name such as "--all" would be read as a flag.
+def _k8s_name(pattern: str, limit: int, what: str) -> AfterValidator:
+    def check(v: str) -> str:
+        if len(v) > limit or not re.fullmatch(pattern, v):
+            raise ValueError(f"{v!r} is not a Kubernetes {what}: lowercase letters, digits and '-'"
+                             f"{' and .' if '.' in pattern else ''}, starting and ending with a letter or "
+                             f"digit, at most {limit} characters")
+        return v
+    return AfterValidator(check)
+
+
+K8sName = Annotated[str, _k8s_name(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?", 253, "object name")]
+K8sNamespace = Annotated[str, _k8s_name(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", 63, "namespace")]
 
 
 class PlanError(Exception):

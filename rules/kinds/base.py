@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from canary_guard.plan import Plan, Trigger
 
-from .. import names, promql
+from .. import names, notify, promql
 from ..model import AlertRule, RecordingRule
 from ..templating import literal, plan_text, value_placeholder
 
@@ -117,6 +117,9 @@ class Context:
                 "summary": plan_text(t.summary) if t.summary else summary,
                 "description": plan_text(t.description) if t.description else description,
                 "runbook_url": self.runbook_url,
+                # read by the people's notification template (rules/notify.py)
+                "value": self.value,
+                "webhook_action": literal(notify.action_summary(self.plan, t.action)),
             },
             keep_firing_for=keep_firing_for,
         )
