@@ -28,6 +28,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from canary_guard import contract
 from canary_guard.plan import DisableFeature, KubectlRollback, Plan
 
 CLI = [sys.executable, "-m", "canary_guard"]
@@ -231,7 +232,7 @@ class Stack:
             "scrape_configs": [
                 {"job_name": plan.prometheus.job,
                  "static_configs": [{"targets": [f"{HOST}:{self.port('exporter')}"]}]},
-                {"job_name": "canary-guard-webhook",
+                {"job_name": contract.WEBHOOK_JOB,
                  "static_configs": [{"targets": [f"{HOST}:{self.port('webhook')}"]}]},
             ],
         }

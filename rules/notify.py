@@ -22,15 +22,21 @@ from canary_guard.contract import (
     ALERT_ACTION_FAILED,
     ALERT_WEBHOOK_ACTIONS_FAILING,
     ALERT_WEBHOOK_DOWN,
-    ALERT_WEBHOOK_NEEDS_REVIEW,
 )
 from canary_guard.durations import format_duration
-from canary_guard.plan import Plan
+from canary_guard.plan import (
+    Command,
+    DisableFeature,
+    Http,
+    KubectlRollback,
+    Page,
+    Plan,
+    Sequence,
+)
 from canary_guard.plan.notify import SEVERITIES, Channel, Email, PagerDuty, Slack, Webhook
 
 RECEIVER_PREFIX = "canary-guard-"
-OWN_ALERTS = (ALERT_ACTION_FAILED, ALERT_WEBHOOK_ACTIONS_FAILING, ALERT_WEBHOOK_NEEDS_REVIEW,
-              ALERT_WEBHOOK_DOWN)
+OWN_ALERTS = (ALERT_ACTION_FAILED, ALERT_WEBHOOK_ACTIONS_FAILING, ALERT_WEBHOOK_DOWN)
 # People get one message per alert name and track, listing every endpoint in it: ten failing
 # endpoints are one message, not ten.
 PEOPLE_GROUP_BY = ["alertname", "track"]
@@ -185,26 +191,36 @@ def webhook_scope(plan: Plan) -> str:
     return f'alertname=~"{_alternatives(trigger_alert_names(plan))}"'
 
 
-def merge(config: dict[str, Any], plan: Plan, webhook_receiver: str) -> dict[str, Any]:
-    """Add the people to an Alertmanager config whose routes send the plan's alerts to the webhook.
 
-    The webhook's routes are kept to the plan's trigger alerts and made to continue (a rollback
-    reaches people too); a later webhook route leaves out the actions an earlier one already
-    sent, so the webhook gets each alert once. Then one route and receiver per channel.
-    """
-    out = {**config, "route": {**config["route"]}, "receivers": list(config.get("receivers", []))}
-    taken: list[str] = []  # action matchers of earlier webhook routes
-    new_routes = []
-    for r in config["route"].get("routes", []):
-        r = dict(r)
-        if r.get("receiver") == webhook_receiver:
-            matchers = [m for m in r.get("matchers", [])]
-            for m in taken:
-                matchers.append(m.replace("=~", "!~", 1))
-            taken += [m for m in r.get("matchers", []) if m.startswith("action=~") and m != 'action=~".+"']
-            r["matchers"] = [webhook_scope(plan), *matchers]
-            r["continue"] = True
-        new_routes.append(r)
-    out["route"]["routes"] = new_routes + routes(plan)
-    out["receivers"] += receivers(plan)
-    return out
+# -- what the webhook does, in words (the webhook_action annotation) --------------------------------
+
+
+def action_summary(plan: Plan, name: str) -> str:
+    """The plan action an alert makes the webhook run, as a person reads it."""
+    spec = plan.actions.get(name)
+    if spec is None:
+        return f"{name} (not an action of the plan: the webhook records it and runs nothing)"
+    if isinstance(spec, Sequence):
+        return f"{name}: " + ", then ".join(_step(plan, s) for s in spec.steps)
+    return f"{name}: {_step(plan, name)}"
+
+
+def _step(plan: Plan, name: str) -> str:
+    s = plan.actions.get(name)
+    if isinstance(s, KubectlRollback):
+        text = f"kubectl rollout undo deployment/{s.deployment} -n {s.namespace}"
+        text += f" --to-revision {s.to_revision}" if s.to_revision else ""
+    elif isinstance(s, DisableFeature):
+        which = {"alert": "the feature of the alert's endpoint", "all": "every endpoint's feature"}
+        what = which.get(s.features, None) if isinstance(s.features, str) else ", ".join(s.features)
+        text = f"disable {what} ({s.path} on the service)"
+    elif isinstance(s, Page):
+        text = "no automatic change: a person reviews it on the webhook's incident page"
+    elif isinstance(s, Command):
+        text = f"run the plan's command {s.argv[0].rsplit('/', 1)[-1]}"
+    elif isinstance(s, Http):
+        text = f"{s.method} the plan's HTTP call"
+    else:
+        text = name
+    # Prometheus renders annotations as Go templates: plan text must not open one
+    return text.replace("{{", "{ {").replace("}}", "} }")

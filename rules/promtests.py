@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from canary_guard.plan import Plan
 
-from . import gates, kinds
+from . import gates, kinds, own
 from .cases import Cases
 from .promtest import UnitTest
 
@@ -20,4 +20,5 @@ def build_tests(plan: Plan) -> list[UnitTest]:
     for ctx in contexts:
         out += ctx.unit.test_cases(ctx, cases)
     out += gates.test_cases(plan, cases)
+    out += own.test_cases(plan, cases)
     return out

@@ -9,9 +9,9 @@ import yaml
 
 from canary_guard import __version__
 from canary_guard.durations import format_duration
-from canary_guard.plan import Page, Plan, Sequence
+from canary_guard.plan import Plan
 
-from . import promtests, spec
+from . import alertmanager, promtests, spec
 
 RULES_FILE = "canary-guard.rules.yml"
 TESTS_FILE = "canary-guard.rules.test.yml"
@@ -19,9 +19,8 @@ PROMETHEUSRULE_FILE = "prometheusrule.yaml"
 ALERTMANAGER_FILE = "alertmanager.yml"
 FILES = (RULES_FILE, TESTS_FILE, PROMETHEUSRULE_FILE, ALERTMANAGER_FILE)
 
-RECEIVER = "canary-guard-webhook"
-DEFAULT_RECEIVER = "canary-guard-unrouted"
-GROUP_BY = ["alertname", "track", "endpoint", "action"]
+# the Alertmanager configuration is data (alertmanager.py): these names stay importable here
+from .alertmanager import DEFAULT_RECEIVER, GROUP_BY, RECEIVER, acting_actions  # noqa: E402, F401
 
 
 def _yaml(value, indent: int = 0) -> str:
@@ -51,28 +50,6 @@ def environment() -> jinja2.Environment:
     return env
 
 
-def acting_actions(plan: Plan) -> list[str]:
-    """Trigger actions that change something (not a page alone): their alerts route fast."""
-    out = []
-    for t in plan.triggers:
-        action = plan.actions.get(t.action)
-        steps = [plan.actions.get(s) for s in action.steps] if isinstance(action, Sequence) else [action]
-        if any(not isinstance(s, Page) for s in steps):
-            out.append(t.action)
-    return sorted(set(out))
-
-
-def alertmanager_model(plan: Plan) -> dict:
-    return {
-        "receiver": RECEIVER,
-        "default_receiver": DEFAULT_RECEIVER,
-        "group_by": GROUP_BY,
-        "act_actions": acting_actions(plan),
-        # pages are not urgent to the second: batch them a little longer than rollbacks
-        "page_group_wait": max(3 * plan.alertmanager.group_wait, plan.alertmanager.group_wait),
-    }
-
-
 def render_all(plan: Plan) -> dict[str, str]:
     """File name -> content for every output format."""
     env = environment()
@@ -85,13 +62,12 @@ def render_all(plan: Plan) -> dict[str, str]:
         "windows": [format_duration(x) for x in spec.windows(plan)],
         "indent": 0,
         "resource_name": f"canary-guard-{plan.name}".replace("_", "-"),
-        "am": alertmanager_model(plan),
         "tests": promtests.build_tests(plan),
     }
     return {
         RULES_FILE: env.get_template(RULES_FILE + ".j2").render(ctx),
         PROMETHEUSRULE_FILE: env.get_template(PROMETHEUSRULE_FILE + ".j2").render(ctx),
-        ALERTMANAGER_FILE: env.get_template(ALERTMANAGER_FILE + ".j2").render(ctx),
+        ALERTMANAGER_FILE: alertmanager.render(plan),
         TESTS_FILE: env.get_template(TESTS_FILE + ".j2").render(ctx),
     }
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from canary_guard.plan import Plan, Trigger
 
-from . import gates, kinds, recording
+from . import gates, kinds, own, recording
 from .model import AlertRule, RecordingRule, RuleGroup
 
 
@@ -43,6 +43,8 @@ def build_groups(plan: Plan) -> list[RuleGroup]:
     ]
     if alerts:
         groups.append(RuleGroup(f"{prefix}-alerts", interval, alerts))
+    # canary-guard's own health (the webhook's failures, the webhook down): rules/own.py
+    groups.append(RuleGroup(f"{prefix}-self", interval, own.alert_rules(plan)))
     return groups
 
 

@@ -15,6 +15,7 @@ from conftest import need_binary
 from kube_fake import FakeCluster, serve
 from kube_schema import validate
 
+from canary_guard import contract
 from canary_guard.cli import build_parser
 from canary_guard.plan import KubectlRollback, load_plan
 
@@ -92,7 +93,7 @@ def test_the_validator_catches_unknown_fields_and_bad_types(base):
 
 # -- the pods --------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", ["canary-guard-exporter", "canary-guard-webhook"])
+@pytest.mark.parametrize("name", ["canary-guard-exporter", "canary-guard-webhook", "canary-guard-gate"])
 def test_pods_are_locked_down(base, name):
     spec = pod_spec(base, name)
     assert spec["securityContext"]["runAsNonRoot"] is True
@@ -115,7 +116,8 @@ def test_pods_are_locked_down(base, name):
 
 
 @pytest.mark.parametrize("name, command", [("canary-guard-exporter", "exporter"),
-                                           ("canary-guard-webhook", "webhook")])
+                                           ("canary-guard-webhook", "webhook"),
+                                           ("canary-guard-gate", "gate")])
 def test_container_args_are_accepted_by_the_real_cli(base, name, command):
     container = pod_spec(base, name)["containers"][0]
     assert container["args"][0] == command
@@ -234,7 +236,8 @@ def test_prometheusrule_is_the_rendered_one_and_passes_promtool(base, tmp_path):
     result = subprocess.run([promtool, "check", "rules", str(rules_file)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     alerts = {r["alert"] for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r}
-    assert alerts == {t.alert for t in load_plan().triggers}
+    own = {contract.ALERT_WEBHOOK_DOWN, contract.ALERT_WEBHOOK_ACTIONS_FAILING}  # rules/own.py
+    assert alerts == {t.alert for t in load_plan().triggers} | own
 
 
 def test_dashboard_configmap_for_the_grafana_sidecar(base):

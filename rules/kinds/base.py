@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from canary_guard.plan import Plan, Trigger
 
-from .. import names, promql
+from .. import names, notify, promql
 from ..humanize import value_placeholder
 from ..model import AlertRule, RecordingRule
 
@@ -114,6 +114,9 @@ class Context:
                 "summary": t.summary or summary,
                 "description": t.description or description,
                 "runbook_url": self.runbook_url,
+                # read by the people's notification template (rules/notify.py)
+                "value": self.value,
+                "webhook_action": notify.action_summary(self.plan, t.action),
             },
             keep_firing_for=keep_firing_for,
         )

@@ -1,0 +1,133 @@
+"""canary-guard's own health: alerts on the webhook's failure metrics and on the webhook being down.
+
+A rollback that failed, half-succeeded (``partial``), was refused or was cut off by a restart
+(``needs_review``) needs a person, and so does a webhook that Prometheus cannot scrape: no
+rollback can run then. These alerts (``CanaryGuard*``) go to people, never to the webhook.
+The webhook also raises ``CanaryGuardActionFailed`` itself, for as long as the incident is open
+(``webhook/escalate.py``); the counter alert here is the backstop for a webhook that cannot
+reach Alertmanager. Like a trigger unit, the rules and their promtool tests sit side by side.
+"""
+
+from __future__ import annotations
+
+from canary_guard import contract
+from canary_guard.plan import Plan
+
+from . import names
+from .cases import Cases
+from .humanize import expand, value_placeholder
+from .model import AlertRule
+from .promtest import AlertCheck, Series, UnitTest, encode, sel
+
+# A failed run stays news for this long (the webhook's own alert stays until a person resolves it).
+FAILURE_WINDOW = 3600.0
+NEEDING_A_PERSON = contract.RUN_OUTCOMES_NEEDING_A_PERSON
+
+
+def runbook(plan: Plan, alert: str) -> str:
+    return f"{plan.runbook_url}#{alert.lower()}"
+
+
+def down_for(plan: Plan) -> float:
+    """One failed scrape is not an outage: two scrape intervals."""
+    return 2 * plan.prometheus.scrape_interval
+
+
+def absent_for(plan: Plan) -> float:
+    """Long enough for a Prometheus that just started to have scraped the webhook."""
+    return max(4 * plan.prometheus.scrape_interval, 60.0)
+
+
+def alert_rules(plan: Plan) -> list[AlertRule]:
+    job = contract.WEBHOOK_JOB
+    up = f'up{{job="{job}"}}'
+    base = {"severity": "critical"}
+    no_action = ("none: the webhook cannot act while it is down; roll back by hand if a trigger "
+                 "fires (see the runbook)")
+    failing = "|".join(NEEDING_A_PERSON)
+    fails = f'{contract.WEBHOOK_ACTIONS}{{outcome=~"{failing}"}}'
+    return [
+        AlertRule(
+            contract.ALERT_WEBHOOK_DOWN, f"{up} == 0", down_for(plan), {**base, "reason": "down"},
+            {"summary": "canary-guard webhook {{ $labels.instance }} is down",
+             "description": f'Prometheus cannot scrape the canary-guard webhook {{{{ $labels.instance }}}} '
+                            f'(job "{job}"): Alertmanager\'s notifications are not acted on, so no '
+                            "automatic rollback runs until it is back.",
+             "runbook_url": runbook(plan, contract.ALERT_WEBHOOK_DOWN),
+             "webhook_action": no_action}),
+        AlertRule(
+            contract.ALERT_WEBHOOK_DOWN, f"absent({up})", absent_for(plan), {**base, "reason": "absent"},
+            {"summary": "canary-guard webhook is not scraped",
+             "description": f'Prometheus has no scrape job "{job}" target: nobody watches whether the '
+                            "webhook that runs the rollbacks is up. Add the job (deploy/prometheus/"
+                            "prometheus.yml, the webhook's ServiceMonitor).",
+             "runbook_url": runbook(plan, contract.ALERT_WEBHOOK_DOWN),
+             "webhook_action": no_action}),
+        AlertRule(
+            contract.ALERT_WEBHOOK_ACTIONS_FAILING,
+            f"sum by (action, outcome) (increase({fails}[{names.w(FAILURE_WINDOW)}])) > 0",
+            0.0, dict(base),
+            {"summary": "canary-guard action {{ $labels.action }} ended {{ $labels.outcome }}",
+             "description": "{{ $value | humanize }} run(s) of the plan action {{ $labels.action }} "
+                            "ended {{ $labels.outcome }} in the last " + names.w(FAILURE_WINDOW) +
+                            ": what was meant to happen (a rollback, a feature disabled) may not "
+                            "have happened. Open the webhook's incident page, check the deployment "
+                            "and decide: roll back now, disable the feature, or dismiss.",
+             "value": value_placeholder("humanize"),
+             "runbook_url": runbook(plan, contract.ALERT_WEBHOOK_ACTIONS_FAILING),
+             "webhook_action": "none: waiting for a person (the incident page has the decisions)"}),
+    ]
+
+
+def test_cases(plan: Plan, cases: Cases) -> list[UnitTest]:
+    s = cases.s
+    rules = alert_rules(plan)
+    down, absent, failing = rules
+
+    def expect(rule: AlertRule, labels: dict[str, str], value: float) -> dict:
+        all_labels = {**labels, **rule.labels}
+        return {"exp_labels": all_labels,
+                "exp_annotations": {k: expand(v, all_labels, value, "humanize")
+                                    for k, v in rule.annotations.items()}}
+
+    inst = {"job": contract.WEBHOOK_JOB, "instance": "webhook:9112"}
+    e = cases.e
+    # up for 2 scrapes, then down: pending from the first evaluation that sees 0, firing one
+    # `for` later; the evaluation before that must stay silent
+    went_down = 2 * s
+    pending = cases.eval_at(went_down)
+    fires = cases.eval_at(pending + down.for_)
+    up = Series(sel("up", **inst), encode([1, 1] + [0] * (cases.steps(fires) + 2)))
+    webhook_down = UnitTest(
+        "canary-guard webhook down: paged after two failed scrapes, not after one", s, [up], [
+            AlertCheck(pending, down.alert, []),
+            AlertCheck(fires - e, down.alert, []),
+            AlertCheck(fires, down.alert, [expect(down, inst, 0)]),
+        ])
+    fires_absent = cases.eval_at(absent.for_)
+    other_job = Series(sel("up", job="some-other-job", instance="x:1"),
+                       encode([1] * (cases.steps(fires_absent) + 2)))
+    never_scraped = UnitTest(
+        "canary-guard webhook never scraped: paged once Prometheus has had time to scrape it", s,
+        [other_job],
+        [AlertCheck(fires_absent - e, absent.alert, []),
+         AlertCheck(fires_absent, absent.alert, [expect(absent, {"job": contract.WEBHOOK_JOB}, 1)])])
+    action = plan.triggers[0].action if plan.triggers else "rollback"
+    bump = 3  # the partial run finishes at the 3rd scrape
+    steps = bump + cases.steps(2 * e) + 2
+
+    def counter(outcome: str, bump_at: int | None) -> Series:
+        values = [0.0 if bump_at is None or i < bump_at else 1.0 for i in range(steps)]
+        return Series(sel(contract.WEBHOOK_ACTIONS, action=action, outcome=outcome), encode(values))
+
+    series = [counter(o, bump if o == "partial" else None) for o in contract.RUN_OUTCOMES]
+    series.append(counter("succeeded", 1))  # success bumps too: it must not page
+    series = [x for i, x in enumerate(series) if x.selector not in {y.selector for y in series[i + 1:]}]
+    fired = {"action": action, "outcome": "partial"}
+    actions_failing = UnitTest(
+        "canary-guard action ended partial: people paged; succeeded, cooldown and dry runs are not", s,
+        series, [
+            AlertCheck(cases.eval_at(bump * s) - e, failing.alert, []),
+            AlertCheck(cases.eval_at(bump * s + e), failing.alert, [expect(failing, fired, 1)]),
+        ])
+    return [webhook_down, never_scraped, actions_failing]
