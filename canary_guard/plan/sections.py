@@ -137,6 +137,9 @@ class Webhook(Model):
     # Repeat deliveries older than this are pruned from the database (0: keep everything).
     # Incidents, runs and attempts, and the notification that opened each incident, are kept.
     retention: Seconds = 30 * 86400.0
+    # At most this many repeat deliveries are kept (the oldest go first), whatever their age:
+    # storage stays bounded under any flood (about 1.1 KB each). 0: no limit.
+    max_deliveries: int = Field(default=200_000, ge=0)
     retry: Retry = Field(default_factory=Retry)
     token_env: EnvName = "CANARY_GUARD_WEBHOOK_TOKEN"
     token_file: Line | None = None
