@@ -64,12 +64,9 @@ def resolve_targets(plan, overrides: list[str]) -> dict[str, str]:
 
 def seconds(value: str) -> float:
     """A duration ("15s", "500ms") or a bare number of seconds ("0.5")."""
-    from canary_guard.durations import parse_duration
+    from canary_guard.durations import parse_seconds_or_duration
 
-    try:
-        return float(value)
-    except ValueError:
-        return parse_duration(value)
+    return parse_seconds_or_duration(value)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -13,17 +13,13 @@ import sys
 import time
 
 from canary_guard.cli import add_plan_argument, plan_from_args
-from canary_guard.durations import format_duration, parse_duration
+from canary_guard.durations import format_duration, parse_seconds_or_duration
 
 
 def duration_arg(text: str) -> float:
     """A Prometheus duration ("5m", "200ms") or bare seconds ("0.5") for argparse."""
     try:
-        return parse_duration(float(text))
-    except ValueError:
-        pass
-    try:
-        return parse_duration(text)
+        return parse_seconds_or_duration(text)
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
 

@@ -335,3 +335,20 @@ def test_serve_names_bad_input_and_an_unreachable_prometheus(served, plan_file):
     app = create_app(load_plan(plan_file), f"http://127.0.0.1:{free_port()}", timeout=2)
     resp = app.test_client().get("/gate?phase=1")
     assert resp.status_code == 502 and "cannot reach Prometheus" in resp.get_json()["error"]
+
+
+def test_the_rollout_reads_gate_serve_like_the_gate_process(served):
+    """rollout run --gate-url: 200, 503 and 409 become promote, hold and rollback; anything
+    else holds."""
+    from canary_guard.rollout.gate import GateService
+
+    url = str(served.base_url)
+    ask = {"at": str(AT), "baseline": "none"}
+    assert GateService(url, 60, params={**ask, "track": "good"}).decide(1, None).decision == "promote"
+    hold = GateService(url, 60, params={**ask, "track": "nothing"}).decide(1, None)
+    assert hold.decision == "hold" and any("cannot tell when the phase started" in r for r in hold.reasons)
+    assert GateService(url, 60, params={**ask, "track": "breach"}).decide(1, None).decision == "rollback"
+    bad = GateService(url, 60, params=ask).decide(9, None)
+    assert bad.decision == "error" and "HTTP 400" in bad.reasons[0]
+    gone = GateService(f"http://127.0.0.1:{free_port()}", 5).decide(1, None)
+    assert gone.decision == "error" and "did not answer" in gone.reasons[0]
