@@ -224,10 +224,22 @@ def summary(plan: Plan, source: str) -> str:
         window = format_duration(plan.trigger_window(t))
         extra = f" min_probes={plan.min_probes(t)}" if t.kind in ("error_rate", "availability") else ""
         thr = "" if t.threshold is None else f" threshold={t.threshold:g}"
+        if t.kind == "latency_avg":
+            extra += f" clear={plan.latency_clear(t):g}"
+        if plan.keep_firing_for(t):
+            extra += f" keep_firing_for={format_duration(plan.keep_firing_for(t))}"
+        base = plan.trigger_baseline(t)
+        extra += f" vs {base}" if base else (" (no baseline)" if t.kind not in ("probes_missing", "custom")
+                                             else "")
         lines.append(
-            f"  {t.alert:<26} {t.kind:<15}{thr} window={window} for={format_duration(t.for_)}"
+            f"  {t.alert:<26} {t.kind:<15}{thr} window={window} for={format_duration(plan.trigger_for(t))}"
             f"{extra} -> {t.action} ({t.severity})"
         )
+    if any(plan.trigger_baseline(t) for t in plan.triggers):
+        action = plan.shared_cause_action()
+        lines.append(f"  {plan.shared_cause.alert:<26} both tracks breach one trigger: a shared cause -> "
+                     f"{action or 'no action (a page action is needed to tell people)'} "
+                     f"({plan.shared_cause.severity}); never a rollback")
     lines.append("actions:   " + ", ".join(f"{n} ({a.kind})" for n, a in plan.actions.items()))
     lines.append("phases:    " + " -> ".join(
         f"{ph.traffic_percent:g}%" + (f"/{format_duration(ph.duration)}" if ph.duration else "")

@@ -65,7 +65,9 @@ def build_dashboard(plan: Plan) -> dict[str, Any]:
     avail_w = _window(plan, avail, shortest)
     nulls = _trigger(plan, "null_streak")
     short_w = format_duration(shortest)
-    alert_names = "|".join(sorted({t.alert for t in plan.triggers})) or "Canary.*"
+    # the triggers' alerts, and the page raised when a baseline breaches with its guarded track
+    shared = {plan.shared_cause.alert} if any(plan.trigger_baseline(t) for t in plan.triggers) else set()
+    alert_names = "|".join(sorted({t.alert for t in plan.triggers} | shared)) or "Canary.*"
     has_phases = bool(plan.phases)
 
     # -- overview -------------------------------------------------------------------------

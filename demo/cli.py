@@ -76,13 +76,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"kubectl is a recording stand-in ({stack.kubectl}): it changes nothing and records "
               f"every call in {stack.record_file}")
         probing_since = time.time()
+        lingering: frozenset[str] = frozenset()  # alerts kept firing on purpose (keep_firing_for)
         for s in chosen:
             print()
             print(f"== {s.name}: {s.alert} -> {s.action}")
             if s.note:
                 print(f"  ({s.note})")
             timeline.wait_warm(stack, s, probing_since)
-            res = timeline.run(stack, s)
+            res = timeline.run(stack, s, lingering=lingering)
+            if s.keeps_firing:
+                lingering |= {s.alert}
             results.append(res)
             if res.disabled or s.stop_exporter:
                 probing_since = time.time()  # disabled probes and a restart leave a gap to fill

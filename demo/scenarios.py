@@ -37,7 +37,8 @@ class Scenario:
     describe: str           # what the fault is, for people
     endpoint: str | None    # the endpoint the fault hits (None: all, or none)
     warmup: float = 0.0     # seconds of clean probing the trigger needs in its window first
-    hold: float = 0.0       # the trigger's `for`
+    hold: float = 0.0       # the alert's `for` (with a baseline: at least the plan's baseline grace)
+    keeps_firing: float = 0.0  # keep_firing_for: the alert outlives its fault this long
     stop_exporter: bool = False
     note: str = ""
     infeasible: str = ""    # why these settings cannot demonstrate the trigger
@@ -96,7 +97,8 @@ def build(plan: Plan) -> list[Scenario]:
         s = _scenario(plan, trig, ep)
         s.expected = expected_effects(plan, trig.action, s.endpoint)
         s.warmup = warmup_seconds(plan, trig)
-        s.hold = trig.for_
+        s.hold = plan.trigger_for(trig)
+        s.keeps_firing = plan.keep_firing_for(trig)
         out.append(s)
     return out
 
@@ -147,8 +149,8 @@ def _scenario(plan: Plan, trig: Trigger, ep: str) -> Scenario:
         return Scenario(
             **base, endpoint=ep, faults=[{"endpoint": ep, "mode": "null"}],
             describe=f"{ep} answers 200 with a null body ({streak} in a row fire the trigger)",
-            note=("null answers also lower the track's availability, so the availability trigger "
-                  "may fire first; the webhook's cooldown keeps it to one rollback"),
+            note=("a null answer is an answer: it does not lower the track's availability, so one "
+                  "cause fires one rollback trigger"),
         )
     if trig.kind == "pii_exposure":
         return Scenario(

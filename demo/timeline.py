@@ -181,8 +181,10 @@ class Watcher:
         self.disabled = disabled
         return lines
 
-    def firing(self, track_only: bool = True) -> list[tuple]:
-        return [k for k, s in self.prom.items() if not track_only or k[1] in ("", self.track)]
+    def firing(self, track_only: bool = True, lingering: frozenset[str] = frozenset()) -> list[tuple]:
+        """Active alerts (of the watched track), but those meant to keep firing after the fault."""
+        return [k for k, s in self.prom.items()
+                if (not track_only or k[1] in ("", self.track)) and k[0] not in lingering]
 
 
 def _value(alerts: list[dict], key: tuple) -> str:
@@ -246,8 +248,14 @@ def wait_warm(stack: Stack, scenario: Scenario, probing_since: float, out=print)
 
 
 def run(stack: Stack, scenario: Scenario, *, out=print, timeout: float | None = None,
-        resolve_timeout: float = 180.0) -> Result:
-    """Inject the scenario's fault, follow it to the action, clear it, follow it to resolution."""
+        resolve_timeout: float = 180.0, lingering: frozenset[str] = frozenset()) -> Result:
+    """Inject the scenario's fault, follow it to the action, clear it, follow it to resolution.
+
+    ``lingering``: alerts that keep firing long after their fault by design (keep_firing_for,
+    e.g. a PII exposure for 15m): not waited for. The scenario's own alert is added when its
+    trigger keeps firing."""
+    if scenario.keeps_firing:
+        lingering = lingering | {scenario.alert}
     track = stack.canary_track
     res = Result(scenario.name, scenario.alert, scenario.action)
     watcher = Watcher(stack, track)
@@ -314,13 +322,16 @@ def run(stack: Stack, scenario: Scenario, *, out=print, timeout: float | None = 
     while time.time() < deadline:
         for line in watcher.poll():
             say(line)
-        if not watcher.firing():
+        if not watcher.firing(lingering=lingering):
             res.resolved = True
-            say("all alerts resolved")
+            kept = sorted({k[0] for k in watcher.firing()} & lingering)
+            say("all alerts resolved" + (f" ({', '.join(kept)} keeps firing by design: keep_firing_for "
+                                         "outlives an outage of the notification path)" if kept else ""))
             break
         time.sleep(POLL)
     else:
-        res.problems.append(f"alerts still active after {resolve_timeout:.0f}s: {watcher.firing()}")
+        res.problems.append(f"alerts still active after {resolve_timeout:.0f}s: "
+                            f"{watcher.firing(lingering=lingering)}")
     if scenario.alert not in res.alerts_seen:
         res.problems.append(f"{scenario.alert} never fired")
     if res.rollbacks != scenario.expected.rollbacks:

@@ -189,8 +189,10 @@ def judge_criteria(crit: Criteria, track: Series, per_endpoint: dict[str, Series
                    endpoints: list[str], confidence: float) -> list[Criterion]:
     n = track.counted
     out = [
-        judge_ratio("availability", track.failures, n, 1 - crit.availability, confidence,
-                    value=(track.successes / n) if n else None, threshold=crit.availability, op=">=",
+        # availability: answered without an error (a null answer is an answer; the comparison
+        # with the baseline counts it as a failure), as the rules define it
+        judge_ratio("availability", track.errors, n, 1 - crit.availability, confidence,
+                    value=((n - track.errors) / n) if n else None, threshold=crit.availability, op=">=",
                     what="failed probes"),
         judge_mean(crit.avg_latency, track, confidence),
         judge_ratio("error_rate", track.errors, n, crit.error_rate, confidence,
@@ -438,7 +440,7 @@ def decide(plan: Plan, index: int, track: str, baseline: str | None, window: flo
         s = canary.get(ep, Series())
         per_endpoint.append({
             "endpoint": ep, "probes": s.counted, "failures": s.failures, "errors": s.errors,
-            "availability": (s.successes / s.counted) if s.counted else None,
+            "availability": ((s.counted - s.errors) / s.counted) if s.counted else None,
             "avg_latency": (s.latency_sum / s.latency_count) if s.latency_count else None,
             "p95_latency": stats.histogram_quantile(0.95, s.sorted_buckets()),
         })

@@ -38,3 +38,19 @@ def ratio(level: str, what: str, window: float) -> str:
 def latency(level: str, stat: str, window: float) -> str:
     """``track_endpoint:canary_probe_duration_seconds:avg_rate1m`` (stat: avg, p95, p99)."""
     return f"{level}:{contract.PROBE_DURATION}:{stat}_rate{w(window)}"
+
+
+def breach(level: str) -> str:
+    """``track_endpoint:canary_trigger:breach``: 1 per track (and endpoint) whose probes breach
+    a baseline-aware trigger now, labelled with the trigger's name."""
+    return f"{level}:canary_trigger:breach"
+
+
+def by(level: str) -> str:
+    """The labels a level keeps: ``track, endpoint`` or ``track``."""
+    return dict(LEVELS)[level]
+
+
+def matched_on(level: str) -> str:
+    """What a track's series and the baseline's share at this level: the endpoint, or nothing."""
+    return contract.ENDPOINT if level == TRACK_ENDPOINT else ""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from canary_guard.plan import Plan
 
-from . import gates, kinds, own
+from . import gates, kinds, own, shared
 from .cases import Cases
 from .promtest import UnitTest
 
@@ -19,6 +19,8 @@ def build_tests(plan: Plan) -> list[UnitTest]:
     out: list[UnitTest] = []
     for ctx in contexts:
         out += ctx.unit.test_cases(ctx, cases)
+        out += ctx.unit.baseline_cases(ctx, cases)
+    out += shared.test_cases(plan, cases)
     out += gates.test_cases(plan, cases)
     out += own.test_cases(plan, cases)
     return out

@@ -32,10 +32,12 @@ def window_rules(window: float) -> list[RecordingRule]:
             ratio(level, "error_ratio", window),
             f"{probes(level, window, contract.ERROR)}\n/\n{probes(level, window)}",
         ))
-        out.append(RecordingRule(
-            ratio(level, "availability", window),
-            f"{probes(level, window, contract.SUCCESS)}\n/\n{probes(level, window)}",
-        ))
+        # availability: answered without an error; a null answer is available (null_streak
+        # judges it), so that one cause never fires two rollback triggers
+        answered = (f"(\n  {probes(level, window, contract.SUCCESS)}\n  +\n"
+                    f"  {probes(level, window, contract.NULL)}\n)")
+        out.append(RecordingRule(ratio(level, "availability", window),
+                                 f"{answered}\n/\n{probes(level, window)}"))
         out.append(RecordingRule(
             latency(level, "avg", window),
             f"sum by ({by}) (rate({dur}_sum[{W}]))\n/\n"

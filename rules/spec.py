@@ -1,7 +1,8 @@
 """Plan -> rule groups: every recording and alerting rule, before any output format.
 
 The generator only assembles: each trigger's unit (``kinds/``) says which windows it needs
-recorded and which alerts it raises, the phase gates (``gates.py``) add theirs, and
+recorded and which alerts it raises, the shared-cause alert (``shared.py``) pages when a
+baseline breaches with its guarded track, the phase gates (``gates.py``) add theirs, and
 ``recording.py`` gives every window the shared family of recording rules. The output layer
 (``render.py``) only turns the result into files.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from canary_guard.plan import Plan, Trigger
 
-from . import gates, kinds, own, recording
+from . import gates, kinds, own, recording, shared
 from .model import AlertRule, RecordingRule, RuleGroup
 
 
@@ -36,7 +37,7 @@ def build_groups(plan: Plan) -> list[RuleGroup]:
     for rule in (r for ctx in contexts for r in ctx.unit.recording_rules(ctx)):
         if rule not in recorded:
             recorded.append(rule)
-    alerts = [a for ctx in contexts for a in ctx.unit.alert_rules(ctx)]
+    alerts = [a for ctx in contexts for a in ctx.unit.alert_rules(ctx)] + shared.alert_rules(plan)
     groups = [
         RuleGroup(f"{prefix}-recording", interval, recorded),
         RuleGroup(f"{prefix}-gates", interval, gates.gate_rules(plan)),

@@ -48,7 +48,7 @@ def known(shipped, tmp_path_factory):
         records, alerts = rule_file_names(rendered / "canary-guard.rules.yml")
     # the triggers' alerts, and canary-guard's own (rules/own.py: the webhook down or failing)
     assert {a for a in alerts if not a.startswith(contract.OWN_ALERT_PREFIX)} == {
-        t.alert for t in shipped.triggers}
+        t.alert for t in shipped.triggers} | {shipped.shared_cause.alert}
     return names | records | {"ALERTS"} | rollout_metric_names(shipped, tmp)
 
 
@@ -117,12 +117,12 @@ def test_queries_name_only_exposed_metrics(dashboard, known):
                  "track_endpoint:canary_probe_duration_seconds:p95_rate1m",
                  "track_endpoint:canary_probe_duration_seconds:p99_rate1m",
                  "track_endpoint:canary_probe_error_ratio:ratio_rate18m45s",
-                 "track_endpoint:canary_probe_duration_seconds:avg_rate1m"):
+                 "track_endpoint:canary_probe_duration_seconds:avg_rate2m30s"):
         assert name in used, name
 
 
 def test_alerts_queries_only_name_the_plans_alerts(dashboard, shipped):
-    alerts = {t.alert for t in shipped.triggers}
+    alerts = {t.alert for t in shipped.triggers} | {shipped.shared_cause.alert}
     for where, q in plain_queries(dashboard):
         if "ALERTS" in metric_names(q):
             listed = set(q.split('alertname=~"')[1].split('"')[0].split("|"))

@@ -237,7 +237,8 @@ def test_prometheusrule_is_the_rendered_one_and_passes_promtool(base, tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     alerts = {r["alert"] for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r}
     own = {contract.ALERT_WEBHOOK_DOWN, contract.ALERT_WEBHOOK_ACTIONS_FAILING}  # rules/own.py
-    assert alerts == {t.alert for t in load_plan().triggers} | own
+    plan = load_plan()
+    assert alerts == {t.alert for t in plan.triggers} | {plan.shared_cause.alert} | own
 
 
 def test_dashboard_configmap_for_the_grafana_sidecar(base):

@@ -129,8 +129,30 @@ def test_generated_tests_cover_the_issue_boundaries(renders):
     (_, before), (_, at) = times[1], times[2]
     assert sustained[times[1]] == [] and len(sustained[times[2]]) == 1
     assert _seconds(at) - _seconds(before) == 1
-    # one PII exposure fires
-    assert any(len(v) == 1 for v in checks("CanaryPIIExposure: one PII exposure fires").values())
+    # one PII exposure fires, and keeps firing for 15m after it has left the 1m window
+    pii = checks("CanaryPIIExposure: one PII exposure fires and keeps firing for 15m (an Alertmanager "
+                 "outage cannot lose it)")
+    held = sorted((_seconds(t), bool(v)) for (_, t), v in pii.items())
+    assert [fired for _, fired in held] == [False, True, True, False]
+    assert held[2][0] - held[1][0] >= 15 * 60 - 60 and held[3][0] - held[2][0] <= 60
+    # baseline-aware: the canary alone fires; both tracks: only the shared-cause page; a
+    # baseline without data never blocks
+    for trig in ("CanaryErrorRateHigh", "CanaryLatencyHigh", "CanaryLatencySustained",
+                 "CanaryAvailabilityLow", "CanaryNullResponseStreak"):
+        alone = checks(f"{trig}: canary breaches, baseline stable healthy: fires")
+        assert alone[next(k for k in alone if k[0] == trig)] != [], trig
+        both = checks(f"{trig}: canary and baseline stable both breach: only the shared-cause page")
+        assert all(v == [] for (a, _), v in both.items() if a != "CanarySharedCause"), trig
+        assert [len(v) for (a, _), v in both.items() if a == "CanarySharedCause"] == [1], trig
+        nodata = checks(f"{trig}: canary breaches, baseline stable without data: fires")
+        assert nodata[next(k for k in nodata if k[0] == trig)] != [], trig
+    late = checks("CanaryNullResponseStreak: baseline stable shows the same streak a scrape later: "
+                  "only the shared-cause page")
+    assert [len(v) for (a, _), v in late.items() if a == "CanarySharedCause"] == [1]
+    # hysteresis: above 1s fires, 900ms still fires, 400ms resolves
+    hyst = checks("CanaryLatencyHigh: hysteresis: fires above 1s, still firing at 900ms, resolved at "
+                  "400ms (clear 800ms)")
+    assert [len(v) for _, v in sorted(hyst.items(), key=lambda kv: _seconds(kv[0][1]))] == [1, 1, 0]
     # a gap pages and rolls nothing back
     for name in ("CanaryProbesMissing: probes stop for 1m15s: page, no rollback",
                  "CanaryProbesMissing: exporter down: page, no rollback"):
@@ -161,7 +183,13 @@ def test_every_alert_has_the_contract_labels_and_annotations(renders, which):
     plan = PLANS[which]()
     # canary-guard's own alerts (CanaryGuard*) are checked in tests/test_notify.py
     rules = [r for r in alerts(renders[which]) if not r["alert"].startswith(contract.OWN_ALERT_PREFIX)]
+    shared = [r for r in rules if r["alert"] == plan.shared_cause.alert]
+    rules = [r for r in rules if r not in shared]
     assert {r["alert"] for r in rules} == {t.alert for t in plan.triggers}
+    # both tracks failing: one page, never an action that changes the deployment
+    assert len(shared) == 1 and shared[0]["labels"]["reason"] == "shared_cause"
+    assert shared[0]["labels"]["action"] == "page" and "keep_firing_for" in shared[0]
+    assert set(shared[0]["annotations"]) >= {"summary", "description", "runbook_url"}
     for r in rules:
         assert {"severity", "trigger", "action"} <= set(r["labels"]), r["alert"]
         assert r["labels"]["action"] in plan.actions
@@ -171,8 +199,10 @@ def test_every_alert_has_the_contract_labels_and_annotations(renders, which):
         if r["labels"].get("reason") not in ("exporter_down", "absent") and kind != "custom":
             assert "{{ $value |" in r["annotations"]["description"], r["alert"]
         if r["labels"]["action"] != "page":
-            # rollback alerts watch guarded tracks only: never the stable baseline
-            assert 'track=~"canary"' in r["expr"] and "stable" not in r["expr"], r
+            # rollback alerts watch guarded tracks only; the baseline only ever holds one back
+            judged, _, held_back = r["expr"].partition("unless on (")
+            assert 'track=~"canary"' in judged and "stable" not in judged, r
+            assert held_back == "" or 'track="stable"' in held_back, r
         assert "max_alerts" not in (renders[which] / "alertmanager.yml").read_text()
 
 
@@ -180,7 +210,11 @@ def test_default_alerts_match_the_issue(renders):
     rules = {(r["alert"], r["labels"].get("reason")): r for r in alerts(renders["default"])}
     err = rules[("CanaryErrorRateHigh", None)]
     assert "track_endpoint:canary_probe_error_ratio:ratio_rate18m45s" in err["expr"]
-    assert "> 0.02" in err["expr"] and ">= 50" in err["expr"] and "for" not in err
+    assert "> 0.02" in err["expr"] and ">= 50" in err["expr"]
+    # compared with stable: held back while stable breaches too, and given 45s (a probe, a
+    # scrape and an evaluation) for stable to show the same breach
+    assert err["for"] == "45s" and 'unless on (endpoint)' in err["expr"]
+    assert 'track_endpoint:canary_trigger:breach{trigger="error_rate", track="stable"}[45s]' in err["expr"]
     assert rules[("CanaryLatencySustained", None)]["for"] == "5m"
     assert rules[("CanaryLatencySustained", None)]["labels"]["action"] == "rollback"
     assert rules[("CanaryLatencyHigh", None)]["labels"]["action"] == "page"
@@ -228,6 +262,8 @@ def test_templates_render_exactly_the_specs(renders, which):
             else:
                 rules.append({"alert": r.alert, "expr": r.expr,
                               **({"for": format_duration(r.for_)} if r.for_ else {}),
+                              **({"keep_firing_for": format_duration(r.keep_firing_for)}
+                                 if r.keep_firing_for else {}),
                               "labels": r.labels, "annotations": r.annotations})
         expected.append({"name": g.name, "interval": format_duration(g.interval), "rules": rules})
     assert load(renders[which], "canary-guard.rules.yml") == {"groups": expected}
@@ -297,10 +333,21 @@ MUTATIONS = [
      "is 2.5% over", "is 2.6% over"),
     ("CanaryLatencySustained: 4m59s of slow latency does not fire, 5m does", "canary-guard.rules.yml",
      "for: 5m", "for: 4m"),
-    ("CanaryAvailabilityLow: disabled feature continual_learning answering 503 does not count",
-     "canary-guard.rules.yml", 'canary_probes_total{outcome!="disabled"}', "canary_probes_total"),
-    ("CanaryNullResponseStreak: 3 null responses in a row do not fire", "canary-guard.rules.yml",
-     "[1m]) > 3", "[1m]) > 2"),
+    ("CanaryNullResponseStreak: canary and baseline stable both breach: only the shared-cause page",
+     "canary-guard.rules.yml", 'breach{trigger="null_streak", track="stable"}',
+     'breach{trigger="null_streak", track="nowhere"}'),
+    ("CanaryNullResponseStreak: baseline stable shows the same streak a scrape later: only the "
+     "shared-cause page", "canary-guard.rules.yml",
+     'null_streak", track="stable"}[45s])\n        for: 45s',
+     'null_streak", track="stable"}[45s])\n        for: 0s'),
+    ("CanaryPIIExposure: one PII exposure fires and keeps firing for 15m (an Alertmanager outage "
+     "cannot lose it)", "canary-guard.rules.yml", "keep_firing_for: 15m", "keep_firing_for: 5m"),
+    ("CanaryLatencyHigh: hysteresis: fires above 1s, still firing at 900ms, resolved at 400ms (clear "
+     "800ms)", "canary-guard.rules.yml", 'avg_rate2m30s{track=~"canary"} > 0.8',
+     'avg_rate2m30s{track=~"canary"} > 0.95'),
+    ("CanaryAvailabilityLow: null answers are available (null_streak judges them, once)",
+     "canary-guard.rules.yml", "    +\n            track:canary_probes_null:rate7m30s\n",
+     "    +\n            0 * track:canary_probes_null:rate7m30s\n"),
     ("CanaryErrorRateHigh: 1 failed probe out of 25 (< min_probes 50) does not fire",
      "canary-guard.rules.yml", ">= 50\n", ">= 5\n"),
     ("CanaryProbesMissing: probes stop for 1m15s: page, no rollback", "canary-guard.rules.yml",

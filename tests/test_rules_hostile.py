@@ -84,7 +84,8 @@ def clean_shape(tmp: Path) -> tuple:
 
 # cases that show plan text and the job the way Prometheus renders and matches them
 PROBES = [
-    "CanaryPIIExposure: one PII exposure fires",
+    "CanaryPIIExposure: one PII exposure fires and keeps firing for 15m (an Alertmanager outage "
+    "cannot lose it)",
     "CanaryProbesMissing: probes stop for 1m15s: page, no rollback",
     "CanaryProbesMissing: exporter down: page, no rollback",
 ]

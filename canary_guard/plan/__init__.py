@@ -57,6 +57,7 @@ from .sections import (
     Target,
     Webhook,
 )
+from .shared_cause import SharedCause
 from .triggers import TRIGGER_KINDS, Trigger, TriggerKind
 
 __all__ = [
@@ -64,7 +65,7 @@ __all__ = [
     "Analysis", "Auth", "Command", "Criteria", "Demo", "DisableFeature", "Endpoint", "Http",
     "KubectlRollback", "Learned", "Model", "Name", "Notify", "Page", "Phase", "Plan", "PlanError",
     "PositiveSeconds",
-    "Probe", "Prometheus", "RateLimits", "Retry", "Seconds", "Sequence", "Target", "Trigger",
+    "Probe", "Prometheus", "RateLimits", "Retry", "Seconds", "Sequence", "SharedCause", "Target", "Trigger",
     "TriggerKind", "Webhook", "default_plan_path", "load_plan", "parse_plan",
     "WEIGHT_KINDS", "WEIGHT_PLACEHOLDER", "DeploymentRatio", "HttpRouteWeight", "IngressNginxWeight",
     "Rollout", "RolloutWebhook", "WeightAction",

@@ -12,7 +12,8 @@ from canary_guard.durations import format_duration, human_seconds
 
 from . import notify as notify_section
 from . import rollout as rollout_section
-from .actions import Action, DisableFeature, Sequence
+from . import shared_cause as shared_cause_section
+from .actions import Action, DisableFeature, Page, Sequence
 from .base import Model, Name, Url
 from .notify import Notify
 from .rollout import Rollout
@@ -30,7 +31,8 @@ from .sections import (
     Target,
     Webhook,
 )
-from .triggers import Trigger
+from .shared_cause import SharedCause
+from .triggers import CLEAR_SHARE, KEEP_FIRING_DEFAULTS, LATENCY_MIN_PROBES, Trigger
 
 
 class Plan(Model):
@@ -55,6 +57,7 @@ class Plan(Model):
     analysis: Analysis = Field(default_factory=Analysis)
     notify: Notify = Field(default_factory=Notify)
     rollout: Rollout | None = None
+    shared_cause: SharedCause = Field(default_factory=SharedCause)
 
     # -- cross-field checks: each raises with the path of the offending field ------------
 
@@ -122,6 +125,7 @@ class Plan(Model):
                         )
         problems += notify_section.problems(self)
         problems += rollout_section.problems(self)
+        problems += shared_cause_section.problems(self)
         if self.triggers and not self.guarded_tracks():
             problems.append("targets: no target is guarded: rollback triggers would watch nothing")
         if problems:
@@ -148,6 +152,38 @@ class Plan(Model):
             return None
         name = self.baseline_track() if trigger.baseline == "auto" else trigger.baseline
         return None if name in self.trigger_tracks(trigger) else name
+
+    def baseline_grace(self) -> float:
+        """How late the baseline may show the same breach as the guarded track and still count
+        as "at the same time": the probes of the two tracks land up to one probe interval
+        apart, Prometheus sees them up to a scrape later, and the rules a little after that.
+        A baseline-aware rollback waits this long (its ``for`` is at least this), and a
+        baseline breach this recent still blocks one."""
+        return self.probe.interval + self.prometheus.scrape_interval + self.prometheus.evaluation_interval
+
+    def trigger_for(self, trigger: Trigger) -> float:
+        """The alert's ``for``: the trigger's, and for a baseline-aware one at least the grace
+        in which the baseline may show the same breach (then it is a shared cause)."""
+        if self.trigger_baseline(trigger) is None:
+            return trigger.for_
+        return max(trigger.for_, self.baseline_grace())
+
+    def keep_firing_for(self, trigger: Trigger) -> float:
+        """Seconds the trigger's alert keeps firing after its condition clears."""
+        if trigger.keep_firing_for is not None:
+            return trigger.keep_firing_for
+        return KEEP_FIRING_DEFAULTS.get(trigger.kind, 0.0)
+
+    def latency_clear(self, trigger: Trigger) -> float:
+        """latency_avg: the average at or below which a firing alert resolves (hysteresis)."""
+        assert trigger.threshold is not None
+        return trigger.clear if trigger.clear is not None else CLEAR_SHARE * trigger.threshold
+
+    def shared_cause_action(self) -> str | None:
+        """The action that pages a shared cause: the plan's, else its first page action."""
+        if self.shared_cause.action is not None:
+            return self.shared_cause.action
+        return next((n for n, a in self.actions.items() if isinstance(a, Page)), None)
 
     def endpoint_timeout(self, endpoint: Endpoint) -> float:
         """The probe timeout of one endpoint: its own, else probe.timeout."""
@@ -190,12 +226,15 @@ class Plan(Model):
         An explicit ``window`` wins. Otherwise ratio triggers get a window long enough to
         hold 1.5x their minimum probe count at the plan's probe rate (error rate is judged
         per endpoint, availability per track across all endpoints), and the others a short
-        window of four scrapes or two probes. Never less than four scrape intervals, so
-        that rate() always has samples to work with.
+        window of four scrapes or two probes; a latency average at least LATENCY_MIN_PROBES
+        probes of the endpoint. Never less than four scrape intervals, so that rate() always
+        has samples to work with.
         """
         if trigger.window is not None:
             return trigger.window
         floor = max(4 * self.prometheus.scrape_interval, 2 * self.probe.interval)
+        if trigger.kind == "latency_avg":  # an average of a handful of probes is noise
+            return float(math.ceil(max(floor, LATENCY_MIN_PROBES * self.probe.interval)))
         if trigger.kind in ("error_rate", "availability"):
             series = len(self.endpoints) if trigger.kind == "availability" else 1
             need = 1.5 * self.min_probes(trigger) * self.probe.interval / series

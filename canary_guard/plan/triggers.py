@@ -10,6 +10,13 @@ from canary_guard.durations import parse_duration
 
 from .base import ALERT_RE, Model, Name, PositiveSeconds, Seconds
 
+# An average of fewer probes is noise: a latency window holds at least this many of an endpoint.
+LATENCY_MIN_PROBES = 10
+# Kinds whose alert is an event that must survive an outage of the notification path.
+KEEP_FIRING_DEFAULTS: dict[str, float] = {"pii_exposure": 15 * 60.0}
+# latency_avg: without `clear`, an alert resolves at this share of its threshold.
+CLEAR_SHARE = 0.8
+
 TriggerKind = Literal[
     "error_rate",
     "latency_avg",
@@ -46,12 +53,19 @@ class Trigger(Model):
     # Which evidence the trigger judges: the exporter's probes, or the service's own request
     # metrics (the plan's traffic section).
     source: Literal["probe", "traffic"] = "probe"
+    # How long the alert keeps firing after its condition clears, so that an event (one PII
+    # exposure) outlives an outage of Alertmanager or the webhook. None: the kind's default
+    # (pii_exposure: 15m; others: 0).
+    keep_firing_for: Seconds | None = None
+    # latency_avg only, hysteresis: once firing, the alert resolves only when the average is
+    # back at or below this latency. None: 80% of the threshold.
+    clear: float | None = None
     summary: str | None = None
     description: str | None = None
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
-    @field_validator("threshold", mode="before")
+    @field_validator("threshold", "clear", mode="before")
     @classmethod
     def _threshold(cls, v: Any) -> Any:
         if isinstance(v, str):
@@ -61,6 +75,8 @@ class Trigger(Model):
     @model_validator(mode="after")
     def _by_kind(self) -> Trigger:
         t, kind = self.threshold, self.kind
+        if self.clear is not None and kind != "latency_avg":
+            raise ValueError(f"clear: only latency_avg triggers have a clear level, not {kind}")
         if kind == "custom":
             if not self.expr:
                 raise ValueError("custom triggers need expr (PromQL)")
@@ -78,6 +94,9 @@ class Trigger(Model):
         elif kind == "latency_avg":
             if t is None or t <= 0:
                 raise ValueError("threshold: required, a latency in seconds greater than 0")
+            if self.clear is not None and not 0 <= self.clear < t:
+                raise ValueError(f"clear: {self.clear:g}s must be below the threshold ({t:g}s): the "
+                                 "alert resolves once the average is back at or below it")
         elif kind == "null_streak":
             if t is None or t < 0 or t != int(t):
                 raise ValueError("threshold: required, a whole number of responses >= 0")

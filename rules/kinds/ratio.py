@@ -11,12 +11,11 @@ from typing import TYPE_CHECKING, ClassVar
 from canary_guard import contract
 
 from .. import names
-from ..model import AlertRule
 from ..promql import labels as label_set
 from ..promql import num, pct
 from ..promtest import AlertCheck, ExprCheck, UnitTest
 from ..templating import stable
-from .base import Context, TriggerUnit
+from .base import Breach, Context, TriggerUnit
 
 if TYPE_CHECKING:
     from ..cases import Cases
@@ -50,29 +49,52 @@ class RatioUnit(TriggerUnit):
         """The ratio the alert shows when this share of probes failed."""
         raise NotImplementedError
 
-    def alert_rules(self, ctx: Context) -> list[AlertRule]:
+    def condition(self, ctx: Context, matcher: str) -> str:
         plan, t, win = ctx.plan, ctx.trigger, ctx.window
-        n, thr, tracks = plan.min_probes(t), t.threshold, ctx.track_matcher
+        n, thr = plan.min_probes(t), t.threshold
         assert thr is not None  # the plan model requires it for ratio kinds
-        expr = (
-            f"{names.ratio(self.level, self.what, win)}{{{tracks}}} {self.compare} {num(thr)}\n"
+        return (
+            f"{names.ratio(self.level, self.what, win)}{{{matcher}}} {self.compare} {num(thr)}\n"
             f"and on ({self.on()})\n"
-            f"round({names.probes(self.level, win)}{{{tracks}}} * {num(win)}) >= {n}"
+            f"round({names.probes(self.level, win)}{{{matcher}}} * {num(win)}) >= {n}"
         )
-        scope = self.scope()
-        return [ctx.alert(
-            expr,
+
+    def texts(self, ctx: Context) -> tuple[str, str]:
+        thr, n, scope = ctx.trigger.threshold, ctx.plan.min_probes(ctx.trigger), self.scope()
+        assert thr is not None
+        return (
             f"{scope}: {self.title} {self.word} {pct(thr)}",
             f"The {self.title} of {scope} is {ctx.value} over the last {ctx.range} "
             f"(threshold {pct(thr)}, judged once the window holds at least {n} probes). {ctx.then}",
-        )]
+        )
+
+    def breaching(self, ctx: Context, cases: Cases, track: str, healthy: bool = False) -> Breach | None:
+        """Every endpoint answers probes each scrape; a share 1.5x the margin fail: on the first
+        endpoint (error rate), or on every endpoint (availability, so that no endpoint's error
+        rate crosses its own threshold)."""
+        plan, t = ctx.plan, ctx.trigger
+        assert t.threshold is not None
+        n = cases.steps(ctx.window) + 3 + cases.steps(ctx.for_)
+        over = self.margin(t.threshold) * Fraction(3, 2)
+        if over >= 1:
+            return None
+        k = over.denominator  # probes of each endpoint per scrape, over.numerator of them failing
+        first = plan.endpoints[0].name
+        series = []
+        for e in plan.endpoints:
+            bad = not healthy and (self.level == names.TRACK or e.name == first)
+            fail = over.numerator if bad else 0
+            series += cases.probe_series(track, e.name, n, {contract.SUCCESS: k - fail, self.failure: fail})
+        labels = {"track": track, "endpoint": first} if self.level == names.TRACK_ENDPOINT else \
+            {"track": track}
+        return Breach(series, cases.eval_at(n * cases.s), labels, self.shown(over))
 
     def test_cases(self, ctx: Context, cases: Cases) -> list[UnitTest]:
         plan, t, win = ctx.plan, ctx.trigger, ctx.window
         assert t.threshold is not None
         track, ep = ctx.tracks[0], plan.endpoints[0].name
         margin = self.margin(t.threshold)
-        n = cases.steps(win) + 3
+        n = cases.steps(win) + 3 + cases.steps(ctx.for_)
         at = cases.eval_at(n * cases.s)
         labels = {"track": track, "endpoint": ep} if self.level == names.TRACK_ENDPOINT else {"track": track}
         bad = self.failure
@@ -104,12 +126,13 @@ class RatioUnit(TriggerUnit):
         need = plan.min_probes(t)
         if need >= 4:
             k = need // 2
-            incs: dict[str, list[float] | float] = {contract.SUCCESS: [1] * (k - 1) + [0],
-                                                    bad: [0] * (k - 1) + [1]}
+            hold = cases.steps(ctx.for_)  # then no probe for the alert's `for`: it would fire by then
+            incs: dict[str, list[float] | float] = {contract.SUCCESS: [1] * (k - 1) + [0] * (hold + 1),
+                                                    bad: [0] * (k - 1) + [1] + [0] * hold}
             out.append(UnitTest(
                 f"{t.alert}: 1 failed probe out of {k} (< min_probes {need}) does not fire",
-                cases.s, cases.probe_series(track, ep, k, incs),
-                [AlertCheck(cases.eval_at(k * cases.s), t.alert, [])],
+                cases.s, cases.probe_series(track, ep, k + hold, incs),
+                [AlertCheck(cases.eval_at((k + hold) * cases.s), t.alert, [])],
             ))
         # feature-flag 503s (outcome disabled) are neither errors nor missing availability
         feat = next((e for e in plan.endpoints if e.feature), None)
