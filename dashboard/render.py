@@ -66,8 +66,9 @@ def build_dashboard(plan: Plan) -> dict[str, Any]:
     nulls = _trigger(plan, "null_streak")
     short_w = format_duration(shortest)
     # the triggers' alerts, and the page raised when a baseline breaches with its guarded track
-    shared = {plan.shared_cause.alert} if any(plan.trigger_baseline(t) for t in plan.triggers) else set()
-    alert_names = "|".join(sorted({t.alert for t in plan.triggers} | shared)) or "Canary.*"
+    shared = plan.shared_cause_alert()
+    alert_names = "|".join(sorted({t.alert for t in plan.triggers} | ({shared} if shared else set()))) \
+        or "Canary.*"
     has_phases = bool(plan.phases)
 
     # -- overview -------------------------------------------------------------------------

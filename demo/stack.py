@@ -109,13 +109,14 @@ class Stack:
     """Starts, supervises and stops the demo's processes. Use as a context manager."""
 
     def __init__(self, plan: Plan, workdir: str | Path | None = None, *, keep_workdir: bool = False,
-                 log=None):
+                 log=None, sandbox_args: list[str] | None = None):
         if missing_binaries():
             raise StackError(
                 f"{', '.join(missing_binaries())} not found. Install Prometheus and Alertmanager "
                 f"(Debian packages), as root:\n  {INSTALL_HINT}"
             )
         self.source_plan = plan
+        self.sandbox_args = list(sandbox_args or [])  # e.g. --slowdown 1.5 for every sandbox
         self._own_dir = workdir is None
         self.dir = Path(workdir or tempfile.mkdtemp(prefix="canary-guard-demo-"))
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -252,7 +253,8 @@ class Stack:
         for target in self.plan.targets:
             name = f"sandbox-{target.name}"
             self._add(name, [*CLI, "sandbox", "--plan", str(self.plan_file),
-                             "--listen", f"{HOST}:{self.port(name)}"], "/healthz", service_env)
+                             "--listen", f"{HOST}:{self.port(name)}", *self.sandbox_args],
+                      "/healthz", service_env)
         self._add("exporter", [*CLI, "exporter", *plan_arg, "--listen", f"{HOST}:{self.port('exporter')}"],
                   "/metrics", service_env)
         self._add("webhook", [*CLI, "webhook", *plan_arg, "--listen", f"{HOST}:{self.port('webhook')}",

@@ -38,6 +38,16 @@ class Cases:
         """The first rule evaluation at or after t."""
         return math.ceil(t / self.e - 1e-9) * self.e
 
+    def scrape_eval_at(self, t: float) -> float:
+        """The first rule evaluation at or after t that falls on a scrape (where increase() and
+        rate() do not extrapolate past the last sample)."""
+        for _ in range(10_000):
+            at = self.eval_at(t)
+            if abs(at / self.s - round(at / self.s)) < 1e-9:
+                return at
+            t = at + self.e
+        raise ValueError(f"no evaluation falls on a scrape (scrape {self.s}s, evaluation {self.e}s)")
+
     def probe_series(self, track: str, ep: str, n: int,
                      per_step: dict[str, list[float] | float]) -> list[Series]:
         """canary_probes_total per outcome; per_step: increments per scrape (one value or n)."""

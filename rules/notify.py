@@ -84,11 +84,13 @@ def receiver_name(suffix: str) -> str:
 
 def alert_names(plan: Plan) -> list[str]:
     """Every alert canary-guard raises for this plan: its triggers', then its own."""
-    return list(dict.fromkeys([t.alert for t in plan.triggers] + list(OWN_ALERTS)))
+    return list(dict.fromkeys(trigger_alert_names(plan) + list(OWN_ALERTS)))
 
 
 def trigger_alert_names(plan: Plan) -> list[str]:
-    return list(dict.fromkeys(t.alert for t in plan.triggers))
+    """The triggers' alerts, and the shared-cause page (rules/shared.py) when there is one."""
+    shared = plan.shared_cause_alert()
+    return list(dict.fromkeys([t.alert for t in plan.triggers] + ([shared] if shared else [])))
 
 
 def _alternatives(values: list[str]) -> str:

@@ -179,6 +179,10 @@ class Plan(Model):
         assert trigger.threshold is not None
         return trigger.clear if trigger.clear is not None else CLEAR_SHARE * trigger.threshold
 
+    def shared_cause_alert(self) -> str | None:
+        """The shared-cause alert's name, when a trigger compares with a baseline (else None)."""
+        return self.shared_cause.alert if any(self.trigger_baseline(t) for t in self.triggers) else None
+
     def shared_cause_action(self) -> str | None:
         """The action that pages a shared cause: the plan's, else its first page action."""
         if self.shared_cause.action is not None:

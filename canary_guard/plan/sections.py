@@ -171,7 +171,7 @@ class Demo(Model):
     probe_interval: PositiveSeconds = 1.0
     probe_timeout: PositiveSeconds = 2.5  # above the latency threshold, or it could never fire
     scrape_interval: PositiveSeconds = 1.0
-    evaluation_interval: PositiveSeconds = 1.0
+    evaluation_interval: PositiveSeconds = 0.5
     group_wait: Seconds = 1.0
     group_interval: PositiveSeconds = 1.0
     gate_window: PositiveSeconds = 60.0
