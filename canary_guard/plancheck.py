@@ -223,11 +223,10 @@ def summary(plan: Plan, source: str) -> str:
     for t in plan.triggers:
         window = format_duration(plan.trigger_window(t))
         extra = ""
-        if t.kind in ("error_rate", "availability"):
-            extra = (f" min_requests={min_requests(plan, t)}" if t.source == "traffic"
-                     else f" min_probes={plan.min_probes(t)}")
         if t.source == "traffic":
-            extra += " source=traffic"
+            extra = f" min_requests={min_requests(plan, t)} source=traffic"
+        elif t.kind in ("error_rate", "availability"):
+            extra = f" min_probes={plan.min_probes(t)}"
         thr = "" if t.threshold is None else f" threshold={t.threshold:g}"
         lines.append(
             f"  {t.alert:<26} {t.kind:<15}{thr} window={window} for={format_duration(t.for_)}"

@@ -142,9 +142,16 @@ def problems(plan: Plan) -> list[str]:
     return out
 
 
+# an average latency of fewer requests is noise: one slow request among three is not a release
+LATENCY_MIN_REQUESTS = 10
+
+
 def min_requests(plan: Plan, trigger: Trigger) -> int:
-    """Requests a traffic ratio trigger needs in its window before it may fire: derived like
-    ``Plan.min_probes`` (ceil(1/margin)), so that one failed request among few never breaches."""
+    """Requests a traffic trigger needs in its window before it may fire. Ratios: derived like
+    ``Plan.min_probes`` (ceil(1/margin)), so that one failed request among few never breaches
+    (2%: 50; one failure in 20 requests is 5% but never fires); latency: LATENCY_MIN_REQUESTS."""
     if trigger.min_requests is not None:
         return trigger.min_requests
+    if trigger.kind == "latency_avg":
+        return LATENCY_MIN_REQUESTS
     return plan.min_probes(trigger.model_copy(update={"min_probes": None}))
