@@ -158,7 +158,7 @@ class Watcher:
         for name in sorted({k[0] for k in am_now - self.am}):
             n = len([k for k in am_now - self.am if k[0] == name])
             lines.append(f"alertmanager: {name} active" + (f" ({n} series)" if n > 1 else "")
-                         + ", routed to the webhook")
+                         + ", routed to the webhook and the people")
         self.am = am_now
         for rec in self._actions():
             if rec["id"] in self.action_ids:
