@@ -20,6 +20,7 @@ COPY sandbox/ sandbox/
 COPY demo/ demo/
 COPY gate/ gate/
 COPY dashboard/ dashboard/
+COPY rollout/ rollout/
 RUN /opt/canary-guard/bin/pip install . \
  && /opt/canary-guard/bin/canary-guard --version
 
@@ -50,11 +51,11 @@ RUN groupadd --system --gid 10001 canary \
  && chown canary:canary /var/lib/canary-guard
 COPY --from=build /opt/canary-guard /opt/canary-guard
 USER 10001:10001
-EXPOSE 9111 9112
+EXPOSE 9111 9112 9113 9114
 ENTRYPOINT ["canary-guard"]
 CMD ["--help"]
 
-# -- webhook: runtime + kubectl for `kubectl rollout undo` -----------------------------------
+# -- webhook: runtime + kubectl for `kubectl rollout undo` (and for `rollout run`, which sets weights) --
 FROM runtime AS webhook
 COPY --from=kubectl /usr/bin/kubectl /usr/local/bin/kubectl
 CMD ["webhook", "--plan=/etc/canary-guard/plan.yaml", "--listen=0.0.0.0:9112"]

@@ -24,6 +24,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "dashboard": ("canary_guard.dashboard.cli", "render the Grafana dashboard from the plan"),
     "gate": ("canary_guard.gate.cli", "decide promote, hold or roll back for a phase"),
     "status": ("canary_guard.gate.status", "live terminal view of every endpoint"),
+    "rollout": ("canary_guard.rollout.cli",
+                "walk the plan's phases: set each weight, gate, promote or roll back"),
 }
 
 

@@ -116,3 +116,31 @@ ALERT_WEBHOOK_ACTIONS_FAILING = OWN_ALERT_PREFIX + "WebhookActionsFailing"
 ALERT_WEBHOOK_DOWN = OWN_ALERT_PREFIX + "WebhookDown"
 # Prometheus's job name for the webhook's /metrics (deploy/ and the demo scrape it under this).
 WEBHOOK_JOB = "canary-guard-webhook"
+
+# -- the rollout's own series (canary-guard rollout: /metrics on its control port) -------------
+
+ROLLOUT_PREFIX = "canary_guard_rollout_"
+ROLLOUT_PHASE = ROLLOUT_PREFIX + "phase"  # gauge {phase}: the current phase's number (1-based)
+ROLLOUT_PHASES = ROLLOUT_PREFIX + "phases"  # gauge: how many phases the plan has
+ROLLOUT_WEIGHT = ROLLOUT_PREFIX + "canary_weight_ratio"  # gauge: canary share of traffic applied, 0-1
+ROLLOUT_STATUS = ROLLOUT_PREFIX + "status"  # gauge {status}: 1 for the current status, 0 for the others
+ROLLOUT_DECISION = ROLLOUT_PREFIX + "last_decision"  # gauge {decision}: 1 for the last gate decision
+ROLLOUT_DECISION_TIME = ROLLOUT_PREFIX + "last_decision_timestamp_seconds"
+ROLLOUT_PHASE_START = ROLLOUT_PREFIX + "phase_start_timestamp_seconds"  # when the phase's weight applied
+ROLLOUT_PHASE_END = ROLLOUT_PREFIX + "phase_end_timestamp_seconds"  # when its duration is over
+ROLLOUT_GATE_RUNS = ROLLOUT_PREFIX + "gate_runs_total"  # counter {decision}: DECISIONS + "error"
+ROLLOUT_WEIGHT_CHANGES = ROLLOUT_PREFIX + "weight_changes_total"  # counter {outcome}: ok | failed
+
+# The rollout's status (the status label of ROLLOUT_STATUS).
+ROLLOUT_STATUSES: tuple[str, ...] = (
+    "running",  # applying a weight, waiting out a phase or asking the gate
+    "paused",  # by a person, or after a hold timeout or a failed weight change
+    "awaiting_approval",  # the next phase waits for a person's approval
+    "rolling_back",  # weight 0, then the rollback action
+    "completed",  # the last phase's weight is applied
+    "rolled_back",  # the gate decided rollback; the weight is 0 and the rollback action ran
+    "stopped",  # the webhook rolled the release back; the weight is 0
+    "aborted",  # a person aborted; the weight is 0
+)
+# What the gate can answer (the decision label of ROLLOUT_DECISION and ROLLOUT_GATE_RUNS).
+DECISIONS: tuple[str, ...] = ("promote", "hold", "rollback")

@@ -55,6 +55,10 @@ def summary(plan: Plan, source: str) -> str:
         f"{ph.traffic_percent:g}%" + (f"/{format_duration(ph.duration)}" if ph.duration else "")
         for ph in plan.phases
     ))
+    if plan.rollout:
+        r = plan.rollout
+        lines.append(f"rollout:   weight by {r.weight.kind}, rollback by {r.rollback or '(weight 0 only)'}, "
+                     f"approval before {', '.join(p.name for p in plan.phases if p.approval) or 'no phase'}")
     for warning in plan.budget_warnings():
         lines.append(f"warning:   {warning}")
     for warning in plan.trigger_warnings():

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from canary_guard import contract
 from canary_guard.durations import format_duration
 from canary_guard.plan import Plan, Trigger
 
@@ -262,6 +263,24 @@ def build_dashboard(plan: Plan) -> dict[str, Any]:
         unit="none", minimum=0, draw="bars", decimals=0,
         description="Actions the webhook ran, by outcome: kubectl rollout undo, feature disable, page.",
     ), 12 if has_phases else 24, 10))
+
+    if plan.rollout is not None:  # `canary-guard rollout`'s own series (its control port's /metrics)
+        rollout.append((g.timeseries(
+            "Canary weight (canary-guard rollout)",
+            [g.target(f"max({contract.ROLLOUT_WEIGHT})", "canary weight")],
+            unit="percentunit", minimum=0,
+            description="The canary's share of traffic as the rollout applied it (a replica ratio's "
+                        "effective share). Steps up phase by phase; 0 after a rollback or an abort.",
+        ), 12, 8))
+        rollout.append((g.state_timeline(
+            "Rollout phase, status and last gate decision",
+            [g.target(f"max by (phase) ({contract.ROLLOUT_PHASE})", "{{phase}}"),
+             g.target(f"max by (status) ({contract.ROLLOUT_STATUS}) == 1", "{{status}}"),
+             g.target(f"max by (decision) ({contract.ROLLOUT_DECISION}) == 1", "gate: {{decision}}")],
+            description="The phase the rollout is in, its status (running, paused, awaiting_approval, "
+                        "rolled_back ...) and the gate's last decision. `canary-guard rollout status` "
+                        "says why.",
+        ), 12, 8))
 
     sections = [
         (g.row("Overview"), overview),

@@ -15,6 +15,9 @@ Generated (never edit by hand; change the plan and re-run):
   prometheus/prometheus.yml, prometheus/canary-guard.rules.yml
   alertmanager/alertmanager.yml              `canary-guard rules render` -> alertmanager.yml
   grafana/                                   `canary-guard dashboard render`
+  flagger/canary.yaml                        a Flagger Canary whose analysis asks `gate serve`
+  argo-rollouts/analysistemplate.yaml        an Argo Rollouts AnalysisTemplate (web provider)
+  argo-rollouts/rollout-steps.yaml           the canary steps of an Argo Rollout, one per phase
 The hand-written files (Deployments, Services, kustomizations, Dockerfile) are not touched.
 """
 
@@ -32,7 +35,15 @@ import yaml
 
 from canary_guard import contract
 from canary_guard.durations import format_duration
-from canary_guard.plan import KubectlRollback, Plan, default_plan_path, load_plan, parse_plan
+from canary_guard.plan import (
+    HttpRouteWeight,
+    IngressNginxWeight,
+    KubectlRollback,
+    Plan,
+    default_plan_path,
+    load_plan,
+    parse_plan,
+)
 
 DEPLOY = Path(__file__).resolve().parent
 NAMESPACE = "canary-guard"
@@ -46,6 +57,9 @@ CLUSTER_TRACK_URLS = {"canary": "http://recoveryos-canary.recoveryos.svc:8000",
                       "stable": "http://recoveryos-stable.recoveryos.svc:8000"}
 CLUSTER_SERVICE_URL = "http://recoveryos.recoveryos.svc:8000"
 CLUSTER_WEBHOOK_URL = f"http://canary-guard-webhook.{NAMESPACE}.svc:9112/alerts"
+# `canary-guard gate serve` in the cluster (kubernetes/base/gate.yaml)
+GATE_URL = f"http://canary-guard-gate.{NAMESPACE}.svc:9114"
+HOOK_TIMEOUT = "60s"  # Flagger's webhook timeout: the gate runs four Prometheus queries
 
 LABELS = {"app.kubernetes.io/part-of": "canary-guard"}
 
@@ -159,9 +173,137 @@ def cluster_plan(plan: Plan) -> str:
         if action.get("kind") == "disable_feature":
             action["url"] = CLUSTER_SERVICE_URL
     data["alertmanager"]["webhook_url"] = CLUSTER_WEBHOOK_URL
+    if data.get("rollout", {}).get("webhook"):
+        data["rollout"]["webhook"]["url"] = CLUSTER_WEBHOOK_URL.removesuffix("/alerts")
     parse_plan(data, "cluster plan")  # still a valid plan
     return (header(plan) + "# The shipped plan with in-cluster URLs (durations in seconds).\n"
             + yaml.safe_dump(data, sort_keys=False))
+
+
+# -- progressive-delivery controllers: canary-guard's gate as their analysis ---------------------
+
+
+def doc_comment(fn) -> str:
+    """A function's docstring as YAML comment lines: the render says why it is so."""
+    return "".join(f"# {line.strip()}\n" for line in (fn.__doc__ or "").strip().splitlines())
+
+
+def _minutes(seconds: float) -> str:
+    """Flagger's durations match ^[0-9]+(m|s): whole minutes, else seconds."""
+    return f"{round(seconds / 60)}m" if seconds % 60 == 0 else f"{round(seconds)}s"
+
+
+def _workload(plan: Plan) -> tuple[str, str]:
+    """(namespace, deployment) of the canary: the plan's kubectl_rollback target."""
+    for action in plan.actions.values():
+        if isinstance(action, KubectlRollback):
+            return action.namespace, action.deployment
+    return "default", plan.service
+
+
+def _canary_port(plan: Plan) -> int:
+    from urllib.parse import urlparse
+
+    guarded = [t for t in plan.targets if t.guarded] or plan.targets
+    url = urlparse(guarded[0].url)
+    return url.port or (443 if url.scheme == "https" else 80)
+
+
+def _argo_duration(seconds: float) -> str:
+    """Argo Rollouts' pause durations take s, m or h (no days)."""
+    for unit, size in (("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{round(seconds / size)}{unit}"
+    return f"{round(seconds)}s"
+
+
+def timed_phases(plan: Plan) -> list:
+    return [p for p in plan.phases if p.duration is not None and p.traffic_percent < 100]
+
+
+def flagger_canary(plan: Plan) -> str:
+    """A Flagger Canary that walks the plan's weights, one phase per analysis interval, and asks
+    `gate serve` three things: each interval, may it go on (a "rollout" check, failing only on a
+    rollback); whether to roll back (the "rollback" hook); and before full traffic, may it
+    promote (the "confirm-promotion" hook, judged over the canary's whole run)."""
+    namespace, deployment = _workload(plan)
+    steps = timed_phases(plan)
+    last = plan.phases.index(steps[-1]) + 1 if steps else len(plan.phases)
+    interval = min((p.duration for p in steps), default=3600.0)
+    analysis = {
+        "interval": _minutes(interval),
+        "threshold": 1,  # the gate's rollback is already shown at the plan's confidence
+        "stepWeights": [int(p.traffic_percent) for p in steps] or [int(plan.phases[0].traffic_percent)],
+        "webhooks": [
+            {"name": "canary-guard-check", "type": "rollout", "url": f"{GATE_URL}/flagger/check",
+             "timeout": HOOK_TIMEOUT, "metadata": {"phase": str(last)}},
+            {"name": "canary-guard-rollback", "type": "rollback", "url": f"{GATE_URL}/flagger/rollback",
+             "timeout": HOOK_TIMEOUT, "metadata": {"phase": str(last)}},
+            {"name": "canary-guard-confirm-promotion", "type": "confirm-promotion",
+             "url": f"{GATE_URL}/flagger/confirm-promotion", "timeout": HOOK_TIMEOUT,
+             "metadata": {"phase": str(last)}},
+        ],
+    }
+    spec: dict = {
+        "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment},
+        "progressDeadlineSeconds": 600,
+        "service": {"port": _canary_port(plan)},
+        "analysis": analysis,
+    }
+    weight = plan.rollout.weight if plan.rollout else None
+    if isinstance(weight, IngressNginxWeight):
+        spec["provider"] = "nginx"
+        # Flagger creates the canary Ingress itself from this one (<name>-canary)
+        spec["ingressRef"] = {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+                              "name": weight.ingress.removesuffix("-canary")}
+    elif isinstance(weight, HttpRouteWeight):
+        spec["provider"] = "gatewayapi:v1"
+    canary = {"apiVersion": "flagger.app/v1beta1", "kind": "Canary",
+              "metadata": {"name": deployment, "namespace": namespace, "labels": dict(LABELS)}, "spec": spec}
+    why = doc_comment(flagger_canary)
+    return header(plan) + why + yaml.safe_dump(canary, sort_keys=False)
+
+
+def argo_analysis_template(plan: Plan) -> str:
+    """An AnalysisTemplate whose one measurement asks `gate serve` for phase {{args.phase}}:
+    promote succeeds, rollback fails (the Rollout aborts: traffic back to stable), and a hold
+    (not enough evidence) is inconclusive, which pauses the Rollout for a person: never a
+    promotion on a doubt."""
+    namespace, _ = _workload(plan)
+    template = {
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "AnalysisTemplate",
+        "metadata": {"name": "canary-guard-gate", "namespace": namespace, "labels": dict(LABELS)},
+        "spec": {
+            "args": [{"name": "phase"}],
+            "metrics": [{
+                "name": "canary-guard-gate",
+                "count": 1,
+                "failureLimit": 0,
+                "inconclusiveLimit": 0,
+                "successCondition": "result.decision == 'promote'",
+                "failureCondition": "result.decision == 'rollback'",
+                "provider": {"web": {"url": f"{GATE_URL}/argo?phase={{{{args.phase}}}}", "jsonPath": "{$}",
+                                     "timeoutSeconds": 60}},
+            }],
+        },
+    }
+    why = doc_comment(argo_analysis_template)
+    return header(plan) + why + yaml.safe_dump(template, sort_keys=False)
+
+
+def argo_rollout_steps(plan: Plan) -> str:
+    """The `spec.strategy.canary.steps` of an Argo Rollout: per phase, its weight, a pause of its
+    duration, then the gate (the AnalysisTemplate above); the last phase's weight ends it."""
+    steps: list[dict] = []
+    for i, phase in enumerate(plan.phases, start=1):
+        steps.append({"setWeight": int(phase.traffic_percent)})
+        if phase.duration is None or phase.traffic_percent >= 100:
+            continue
+        steps.append({"pause": {"duration": _argo_duration(phase.duration)}})
+        steps.append({"analysis": {"templates": [{"templateName": "canary-guard-gate"}],
+                                   "args": [{"name": "phase", "value": str(i)}]}})
+    note = ("# Paste under your Rollout's spec.strategy.canary (with its trafficRouting).\n")
+    return header(plan) + note + yaml.safe_dump({"steps": steps}, sort_keys=False)
 
 
 def run_cli(*args: str) -> None:
@@ -175,13 +317,17 @@ def render(plan_path: Path | None, out: Path) -> None:
     source = plan_path or default_plan_path()
     k8s = out / "kubernetes" / "base"
     example = out / "kubernetes" / "overlays" / "example"
-    for d in (k8s / "dashboards", example, out / "prometheus", out / "alertmanager"):
+    for d in (k8s / "dashboards", example, out / "prometheus", out / "alertmanager", out / "flagger",
+              out / "argo-rollouts"):
         d.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source, k8s / "plan.yaml")
     (k8s / "rbac.yaml").write_text(rbac(plan))
     (k8s / "servicemonitor.yaml").write_text(service_monitors(plan))
     (example / "plan.yaml").write_text(cluster_plan(plan))
     (out / "prometheus" / "prometheus.yml").write_text(prometheus_config(plan))
+    (out / "flagger" / "canary.yaml").write_text(flagger_canary(plan))
+    (out / "argo-rollouts" / "analysistemplate.yaml").write_text(argo_analysis_template(plan))
+    (out / "argo-rollouts" / "rollout-steps.yaml").write_text(argo_rollout_steps(plan))
     plan_args = ["--plan", str(source)]
     with tempfile.TemporaryDirectory() as tmp:
         rules = Path(tmp) / "rules"

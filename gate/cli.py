@@ -29,9 +29,15 @@ def duration_arg(text: str) -> float:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("mode", nargs="?", choices=["serve"],
+                        help="serve: answer over HTTP (GET /gate?phase=N, Flagger webhooks, Argo Rollouts' "
+                             "web metric provider); see docs/rollout.md")
     add_plan_argument(parser)
     parser.add_argument("--prometheus", metavar="URL", required=True, help="Prometheus base URL")
-    parser.add_argument("--phase", metavar="N|NAME", required=True, help="phase number (1-based) or name")
+    parser.add_argument("--phase", metavar="N|NAME", default=None,
+                        help="phase number (1-based) or name (required unless serving)")
+    parser.add_argument("--listen", metavar="HOST:PORT", default="127.0.0.1:9114",
+                        help="serve: address to listen on (default 127.0.0.1:9114)")
     parser.add_argument("--window", metavar="DURATION", type=duration_arg, default=None,
                         help="range to judge (default: the phase's criteria window)")
     parser.add_argument("--at", metavar="TIME", default="now",
@@ -67,13 +73,35 @@ def pick_tracks(plan, track: str | None, baseline: str | None) -> tuple[str, str
     return track, baseline
 
 
+def judge(plan, prom, index: int, at: float, since: float | None, track: str, baseline: str | None,
+          window: float | None = None):
+    """The decision for one phase at ``at``: the Report that ``gate`` prints and ``gate serve``
+    answers. Raises PrometheusError when Prometheus cannot be asked."""
+    from .evaluate import decide, required_elapsed
+    from .prom import fetch_window, first_sample
+
+    window = window or plan.phases[index].criteria.window
+    data = fetch_window(prom, window, at, [t for t in (track, baseline) if t])
+    started = since
+    need = required_elapsed(plan, index, since is not None)
+    if started is None and need is not None:
+        started = first_sample(prom, track, need + 3600, at)
+    return decide(plan, index, track, baseline, window, at, data, started, since is not None)
+
+
 def run(args: argparse.Namespace) -> int:
-    from .evaluate import decide, phase_index, required_elapsed
-    from .prom import Prometheus, PrometheusError, fetch_window, first_sample, parse_time
+    from .evaluate import phase_index
+    from .prom import Prometheus, PrometheusError, parse_time
 
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per query is noise here
+    if args.mode == "serve":
+        from .serve import serve
+
+        return serve(args)
     plan = plan_from_args(args)
     try:
+        if args.phase is None:
+            raise ValueError("--phase is required (a phase number or name)")
         index = phase_index(plan, args.phase)
         at = parse_time(args.at)
         since = parse_time(args.since) if args.since else None
@@ -81,35 +109,29 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as err:
         print(f"canary-guard gate: {err}", file=sys.stderr)
         return 1
-    window = args.window or plan.phases[index].criteria.window
     prom = Prometheus(args.prometheus, timeout=args.timeout)
     try:
-        data = fetch_window(prom, window, at, [t for t in (track, baseline) if t])
-        started = since
-        need = required_elapsed(plan, index, since is not None)
-        if started is None and need is not None:
-            started = first_sample(prom, track, need + 3600, at)
+        report = judge(plan, prom, index, at, since, track, baseline, args.window)
     except PrometheusError as err:
         print(f"canary-guard gate: {err}", file=sys.stderr)
         return 1
     finally:
         prom.close()
-    report = decide(plan, index, track, baseline, window, at, data, started, since is not None)
     if args.json:
-        print(json.dumps(_finite(report.to_dict()), indent=2, allow_nan=False))
+        print(json.dumps(finite(report.to_dict()), indent=2, allow_nan=False))
     else:
         print(render(report))
     return report.exit_code
 
 
-def _finite(o):
+def finite(o):
     """JSON has no Infinity/NaN: such values become null."""
     if isinstance(o, float) and not math.isfinite(o):
         return None
     if isinstance(o, dict):
-        return {k: _finite(v) for k, v in o.items()}
+        return {k: finite(v) for k, v in o.items()}
     if isinstance(o, list | tuple):
-        return [_finite(v) for v in o]
+        return [finite(v) for v in o]
     return o
 
 

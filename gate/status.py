@@ -101,6 +101,7 @@ def frame(plan, prom, tracks: list[str], window: float, at: float, color: bool) 
     firing: dict[str, list[str]] = {}
     for labels, _ in prom.query('ALERTS{alertstate="firing"}', at):
         firing.setdefault(labels.get("track", ""), []).append(labels.get("alertname", "?"))
+    rollout = rollout_line(prom, at)
     slo = plan.slos
     null_limit = next((t.threshold for t in plan.triggers if t.kind == "null_streak"), None)
     guarded = set(plan.guarded_tracks())
@@ -108,6 +109,8 @@ def frame(plan, prom, tracks: list[str], window: float, at: float, color: bool) 
     lines = [f"canary-guard status  plan {plan.name}  {stamp}  window {format_duration(window)}  "
              f"SLO: error <= {slo.error_rate:.2%}, avg <= {_ms(slo.avg_latency)}, "
              f"p95 <= {_ms(slo.p95_latency)}"]
+    if rollout:
+        lines.append(rollout)
     for track in tracks:
         gates = [f"{ph}={'open' if v == 1 else 'closed'}"
                  for (t, ph), v in sorted(phase_gates.items()) if t == track]
@@ -143,6 +146,34 @@ def frame(plan, prom, tracks: list[str], window: float, at: float, color: bool) 
                          _ms(p95), _num(streak), " ".join(flags) or "ok"])
         lines.append(_table(rows, color))
     return "\n".join(lines)
+
+
+def rollout_line(prom, at: float) -> str | None:
+    """``canary-guard rollout``'s phase, weight, status and last decision, when Prometheus
+    scrapes its control port; None otherwise."""
+    from canary_guard import contract as c
+
+    values: dict[str, tuple[dict, float]] = {}
+    names = "|".join((c.ROLLOUT_PHASE, c.ROLLOUT_PHASES, c.ROLLOUT_WEIGHT, c.ROLLOUT_DECISION_TIME))
+    for labels, v in prom.query(f'{{__name__=~"{names}"}}', at):
+        values[labels.get("__name__", "")] = (labels, v)
+    if c.ROLLOUT_PHASE not in values:
+        return None
+    # a comparison may drop the metric name: tell the two apart by their label
+    flags: dict[str, str] = {}
+    for labels, _ in prom.query(f'{{__name__=~"{c.ROLLOUT_STATUS}|{c.ROLLOUT_DECISION}"}} == 1', at):
+        flags.update({k: labels[k] for k in ("status", "decision") if k in labels})
+    phase_labels, number = values[c.ROLLOUT_PHASE]
+    total = values.get(c.ROLLOUT_PHASES, ({}, 0))[1]
+    weight = values.get(c.ROLLOUT_WEIGHT, ({}, math.nan))[1]
+    status = flags.get("status", "?")
+    line = (f"rollout: phase {number:.0f}/{total:.0f} {phase_labels.get('phase', '?')}, canary weight "
+            f"{'-' if math.isnan(weight) else f'{weight:.0%}'}, {status.upper()}")
+    decision = flags.get("decision")
+    when = values.get(c.ROLLOUT_DECISION_TIME, ({}, 0.0))[1]
+    if decision and when:
+        line += f"; last gate decision {decision} {format_duration(max(0, round(at - when)))} ago"
+    return line
 
 
 HEADERS = ["TRACK", "ENDPOINT", "PROBES/S", "ERRORS", "NULLS", "AVG", "P95", "NULL STREAK", "STATUS"]

@@ -49,7 +49,19 @@ def known(shipped, tmp_path_factory):
     # the triggers' alerts, and canary-guard's own (rules/own.py: the webhook down or failing)
     assert {a for a in alerts if not a.startswith(contract.OWN_ALERT_PREFIX)} == {
         t.alert for t in shipped.triggers}
-    return names | records | {"ALERTS"}
+    return names | records | {"ALERTS"} | rollout_metric_names(shipped, tmp)
+
+
+def rollout_metric_names(plan, tmp) -> set[str]:
+    """What `canary-guard rollout`'s control port exposes, from its real collector."""
+    from canary_guard.rollout.engine import Rollout
+    from canary_guard.rollout.server import RolloutCollector
+    from canary_guard.rollout.state import StateDir
+
+    engine = Rollout(plan, StateDir(tmp / "rollout"), gate=None)
+    engine.open()
+    engine.store.unlock()
+    return {s.name for family in RolloutCollector(engine).collect() for s in family.samples}
 
 
 def plain_queries(dashboard) -> list[tuple[str, str]]:

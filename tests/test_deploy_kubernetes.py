@@ -93,7 +93,7 @@ def test_the_validator_catches_unknown_fields_and_bad_types(base):
 
 # -- the pods --------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", ["canary-guard-exporter", "canary-guard-webhook"])
+@pytest.mark.parametrize("name", ["canary-guard-exporter", "canary-guard-webhook", "canary-guard-gate"])
 def test_pods_are_locked_down(base, name):
     spec = pod_spec(base, name)
     assert spec["securityContext"]["runAsNonRoot"] is True
@@ -116,7 +116,8 @@ def test_pods_are_locked_down(base, name):
 
 
 @pytest.mark.parametrize("name, command", [("canary-guard-exporter", "exporter"),
-                                           ("canary-guard-webhook", "webhook")])
+                                           ("canary-guard-webhook", "webhook"),
+                                           ("canary-guard-gate", "gate")])
 def test_container_args_are_accepted_by_the_real_cli(base, name, command):
     container = pod_spec(base, name)["containers"][0]
     assert container["args"][0] == command

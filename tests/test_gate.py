@@ -254,3 +254,84 @@ def test_status_live_redraws_in_place(prom, plan_file, tmp_path):
     assert out.count("\x1b[H") >= 2, out  # home, then the frame, again and again
     assert "\x1b[J" in out and "no data" in out  # nothing was probed just now
     assert "canary: guarded" in out and "stable: baseline" in out
+
+
+# -- gate serve: the same decisions over HTTP ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def served(prom, plan_file, tmp_path_factory):
+    """``canary-guard gate serve`` as a process, on the backfilled Prometheus."""
+    import httpx
+
+    procs = Processes(tmp_path_factory.mktemp("gate-serve"))
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        procs.start([*CLI, "gate", "serve", "--plan", str(plan_file), "--prometheus", prom,
+                     "--listen", f"127.0.0.1:{port}"], "gate-serve", ready_url=f"{url}/healthz", timeout=60)
+        with httpx.Client(base_url=url, timeout=60) as client:
+            yield client
+    finally:
+        procs.stop_all()
+
+
+FLAGGER = {"name": "recoveryos", "namespace": "recoveryos", "phase": "Progressing",
+           "checksum": "85d557f47b", "type": "confirm-promotion", "metadata": {}}
+
+
+def test_serve_promotes_with_200_on_healthy_data(served):
+    resp = served.get("/gate", params={"phase": "1", "at": AT, "track": "good", "baseline": "twin"})
+    assert resp.status_code == 200, resp.text
+    doc = resp.json()
+    assert doc["decision"] == "promote" and all(c["verdict"] == "pass" for c in doc["criteria"])
+    flagger = served.post("/flagger/confirm-promotion", json=FLAGGER,
+                          params={"at": AT, "track": "good", "baseline": "twin"})
+    assert flagger.status_code == 200 and flagger.json()["go"] is True
+    assert served.post("/flagger/rollback", params={"at": AT, "track": "good", "baseline": "twin"},
+                       json={**FLAGGER, "type": "rollback"}).status_code == 412  # not a rollback: carry on
+    argo = served.get("/argo", params={"phase": "1", "at": AT, "track": "good", "baseline": "twin"})
+    assert argo.status_code == 200 and argo.json()["decision"] == "promote"
+
+
+def test_serve_holds_with_a_non_2xx_status_without_data(served):
+    resp = served.get("/gate", params={"phase": "1", "at": AT, "track": "nothing", "baseline": "none"})
+    assert resp.status_code == 503 and resp.headers["Retry-After"] == "60"
+    assert resp.json()["decision"] == "hold"
+    # Flagger: no promotion, and no rollback either
+    payload = {**FLAGGER, "metadata": {"phase": "1", "track": "nothing", "baseline": "none"}}
+    assert served.post("/flagger/confirm-promotion", params={"at": AT}, json=payload).status_code == 412
+    assert served.post("/flagger/rollback", params={"at": AT}, json=payload).status_code == 412
+    assert served.post("/flagger/check", params={"at": AT}, json=payload).status_code == 200
+    argo = served.get("/argo", params={"phase": "1", "at": AT, "track": "nothing", "baseline": "none"})
+    assert argo.status_code == 200 and argo.json()["decision"] == "hold"  # neither condition: inconclusive
+
+
+def test_serve_rolls_back_with_409_and_tells_flagger(served):
+    params = {"phase": "1", "at": AT, "track": "breach", "baseline": "none"}
+    resp = served.get("/gate", params=params)
+    assert resp.status_code == 409 and resp.json()["decision"] == "rollback"
+    payload = {**FLAGGER, "type": "rollback", "metadata": {"phase": "phase_1"}}
+    assert served.post("/flagger/rollback", params={"at": AT, "track": "breach", "baseline": "none"},
+                       json=payload).json()["go"] is True
+    assert served.post("/flagger/check", params={"at": AT, "track": "breach", "baseline": "none"},
+                       json=payload).status_code == 409
+
+
+def test_serve_names_bad_input_and_an_unreachable_prometheus(served, plan_file):
+    bad = served.get("/gate", params={"phase": "9"})
+    assert bad.status_code == 400 and "phase: no phase '9'" in bad.json()["error"]
+    assert served.get("/gate").json()["error"].startswith("phase: required")
+    assert served.get("/gate", params={"phase": "1", "at": "yesterday"}).json()["error"].startswith(
+        "at: 'yesterday' is not RFC3339")
+    assert served.post("/flagger/confirm-promotion", content=b"[]",
+                       headers={"Content-Type": "application/json"}).status_code == 400
+    missing = served.post("/flagger/rollback", json={"name": "x"})
+    assert missing.status_code == 400 and "body.namespace" in missing.json()["error"]
+    from canary_guard.gate.serve import create_app
+
+    from canary_guard.plan import load_plan
+
+    app = create_app(load_plan(plan_file), f"http://127.0.0.1:{free_port()}", timeout=2)
+    resp = app.test_client().get("/gate?phase=1")
+    assert resp.status_code == 502 and "cannot reach Prometheus" in resp.get_json()["error"]

@@ -10,6 +10,7 @@ One module per part of the plan, named after what it holds:
 - ``sections``: targets, auth, probing, endpoints, SLOs, phases and component settings;
 - ``triggers``: rollback triggers;
 - ``actions``: what the webhook (and the rollout) can run;
+- ``rollout``: how ``canary-guard rollout`` walks the phases (weight actions are in ``actions``);
 - ``model``: :class:`Plan` itself, the checks that span sections and derived values;
 - ``notify``: who is told (Slack, e-mail, PagerDuty, webhooks), rendered into Alertmanager;
 - ``load``: YAML in, validated model out.
@@ -21,18 +22,25 @@ A new section (``notify``, ``traffic``, ``rollout``...) gets a module of its own
 
 from .actions import (
     ACTION_KINDS,
+    WEIGHT_KINDS,
+    WEIGHT_PLACEHOLDER,
     Action,
     Command,
+    DeploymentRatio,
     DisableFeature,
     Http,
+    HttpRouteWeight,
+    IngressNginxWeight,
     KubectlRollback,
     Page,
     Sequence,
+    WeightAction,
 )
 from .base import ALERT_RE, DEFAULT_PLAN, NAME_RE, Model, Name, PlanError, PositiveSeconds, Seconds
 from .load import default_plan_path, load_plan, parse_plan
 from .model import Plan
 from .notify import Notify
+from .rollout import Rollout, RolloutWebhook
 from .sections import (
     Alertmanager,
     Analysis,
@@ -56,4 +64,6 @@ __all__ = [
     "KubectlRollback", "Model", "Name", "Notify", "Page", "Phase", "Plan", "PlanError", "PositiveSeconds",
     "Probe", "Prometheus", "RateLimits", "Retry", "Seconds", "Sequence", "Target", "Trigger",
     "TriggerKind", "Webhook", "default_plan_path", "load_plan", "parse_plan",
+    "WEIGHT_KINDS", "WEIGHT_PLACEHOLDER", "DeploymentRatio", "HttpRouteWeight", "IngressNginxWeight",
+    "Rollout", "RolloutWebhook", "WeightAction",
 ]

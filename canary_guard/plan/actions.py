@@ -1,10 +1,16 @@
-"""The actions the webhook (and the rollout) can run: each a small model, told apart by ``kind``."""
+"""The actions the webhook (and the rollout) can run: each a small model, told apart by ``kind``.
+
+Two families: ``Action`` (what an alert or a rollback decision runs: the plan's ``actions``)
+and ``WeightAction`` (how the rollout sets the canary's share of traffic: the plan's
+``rollout.weight``). Weight actions are never plan ``actions``, so no alert can name one.
+"""
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import Field
+from pydantic import AfterValidator, Field, model_validator
 
 from .base import Model, Name, PositiveSeconds
 
@@ -63,4 +69,80 @@ Action = Annotated[
 
 ACTION_KINDS: tuple[str, ...] = tuple(
     get_args(m.model_fields["kind"].annotation)[0] for m in get_args(get_args(Action)[0])
+)
+
+
+# -- weight actions: set the canary's share of traffic (the rollout's ``weight``) -------------
+
+# Kubernetes object names as the API server accepts them (DNS-1123). Checked here because they
+# reach kubectl's argv: a name such as "--all" would be read as a flag.
+def _k8s_name(pattern: str, limit: int, what: str):
+    def check(v: str) -> str:
+        if len(v) > limit or not re.fullmatch(pattern, v):
+            raise ValueError(f"{v!r} is not a Kubernetes {what}: lowercase letters, digits and '-'"
+                             f"{' and .' if '.' in pattern else ''}, starting and ending with a letter or "
+                             f"digit, at most {limit} characters")
+        return v
+    return AfterValidator(check)
+
+
+K8sName = Annotated[str, _k8s_name(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?", 253, "object name")]
+K8sNamespace = Annotated[str, _k8s_name(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", 63, "namespace")]
+
+WEIGHT_PLACEHOLDER = "{weight}"  # replaced by the weight (a whole percent) in command/http
+
+
+class _Kubectl(Model):
+    namespace: K8sNamespace = "default"
+    context: str | None = Field(default=None, pattern=r"^[^-\s][^\s]*$")
+    kubectl: str = "kubectl"  # a name found on PATH, or an absolute path
+    timeout: PositiveSeconds = 60.0
+
+
+class IngressNginxWeight(_Kubectl):
+    """The canary Ingress's ``nginx.ingress.kubernetes.io/canary-weight`` annotation."""
+
+    kind: Literal["ingress_nginx_weight"]
+    ingress: K8sName  # the canary Ingress (the one annotated nginx.ingress.kubernetes.io/canary)
+
+
+class HttpRouteWeight(_Kubectl):
+    """Gateway API: the weights of an HTTPRoute's two backendRefs (canary W, stable 100 - W)."""
+
+    kind: Literal["httproute_weight"]
+    route: K8sName
+    canary_backend: K8sName  # backendRefs[].name of the canary Service
+    stable_backend: K8sName
+    rule: int | None = Field(default=None, ge=0)  # one rule's index; None: every rule with both
+
+    @model_validator(mode="after")
+    def _distinct(self) -> HttpRouteWeight:
+        if self.canary_backend == self.stable_backend:
+            raise ValueError("canary_backend and stable_backend must differ")
+        return self
+
+
+class DeploymentRatio(_Kubectl):
+    """Traffic by replica count: two plain Deployments behind one Service, ``replicas`` pods
+    in all, the canary's share rounded up so that any weight above 0 runs at least one pod."""
+
+    kind: Literal["deployment_ratio"]
+    canary: K8sName
+    stable: K8sName
+    replicas: int = Field(ge=1, le=10_000)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> DeploymentRatio:
+        if self.canary == self.stable:
+            raise ValueError("canary and stable must be two different Deployments")
+        return self
+
+
+WeightAction = Annotated[
+    IngressNginxWeight | HttpRouteWeight | DeploymentRatio | Command | Http,
+    Field(discriminator="kind"),
+]
+
+WEIGHT_KINDS: tuple[str, ...] = tuple(
+    get_args(m.model_fields["kind"].annotation)[0] for m in get_args(get_args(WeightAction)[0])
 )

@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 from pydantic import TypeAdapter, ValidationError
 
-from .actions import ACTION_KINDS
+from .actions import ACTION_KINDS, WEIGHT_KINDS
 from .base import DEFAULT_PLAN, PlanError
 from .model import Plan
 
@@ -23,6 +23,8 @@ def _format_loc(loc: tuple[Any, ...]) -> str:
             out += f"[{part}]"
         elif part in _UNION_TAGS and i >= 2 and loc[i - 2] == "actions":
             continue  # pydantic names the union member (actions.NAME.KIND); the user did not
+        elif part in WEIGHT_KINDS and i >= 2 and loc[i - 2:i] == ("rollout", "weight"):
+            continue  # the same for rollout.weight.KIND
         else:
             out += f".{part}" if out else str(part)
     return out

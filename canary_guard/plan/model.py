@@ -11,9 +11,11 @@ from pydantic import Field, model_validator
 from canary_guard.durations import format_duration
 
 from . import notify as notify_section
+from . import rollout as rollout_section
 from .actions import Action, DisableFeature, Sequence
 from .base import Model, Name
 from .notify import Notify
+from .rollout import Rollout
 from .sections import (
     Alertmanager,
     Analysis,
@@ -52,6 +54,7 @@ class Plan(Model):
     demo: Demo = Field(default_factory=Demo)
     analysis: Analysis = Field(default_factory=Analysis)
     notify: Notify = Field(default_factory=Notify)
+    rollout: Rollout | None = None
 
     # -- cross-field checks: each raises with the path of the offending field ------------
 
@@ -118,6 +121,7 @@ class Plan(Model):
                             f"actions.{name}.features[{j}]: {feat!r} is no endpoint's feature"
                         )
         problems += notify_section.problems(self)
+        problems += rollout_section.problems(self)
         if self.triggers and not self.guarded_tracks():
             problems.append("targets: no target is guarded: rollback triggers would watch nothing")
         if problems:

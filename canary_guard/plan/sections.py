@@ -112,6 +112,7 @@ class Phase(Model):
     traffic_percent: float = Field(gt=0, le=100)
     duration: Seconds | None = None  # None: the last phase, no end
     criteria: Criteria = Field(default_factory=Criteria)
+    approval: bool = False  # `canary-guard rollout` waits for a person before this phase's weight
 
 
 class Retry(Model):

@@ -1,0 +1,189 @@
+"""``canary-guard gate serve``: the gate over HTTP, for the rollout and for progressive-delivery
+controllers. Every answer is the same decision as ``canary-guard gate`` (the same report).
+
+    GET  /gate?phase=N[&since=T&at=T&track=&baseline=&window=]
+         200 promote, 503 hold (with Retry-After), 409 rollback; the report as JSON
+    POST /flagger/confirm-promotion[?phase=N]   200 only when the gate promotes: Flagger promotes
+    POST /flagger/rollback[?phase=N]            200 only when the gate decides rollback: Flagger
+                                                rolls back (any other answer: carry on)
+    POST /flagger/check[?phase=N]               a "rollout" check: fails (409) only on rollback;
+                                                a hold is not a failed check
+    GET  /argo?phase=N                          200 with the report for Argo Rollouts' web metric
+                                                provider: successCondition result.decision ==
+                                                'promote', failureCondition result.decision ==
+                                                'rollback'; a hold is inconclusive
+    GET  /healthz
+
+Flagger posts ``{"name", "namespace", "phase", "checksum", "type", "metadata"}``; the phase to
+judge comes from the query string or ``metadata.phase``, by default the last phase with a
+duration (the one before full traffic), judged against the time since the canary's first probe.
+"Not enough data" is a hold: never a promotion, never a rollback. Prometheus unreachable: 502,
+which every caller treats as "do not go on".
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Any
+
+from flask import Flask, Response, jsonify, request
+
+from canary_guard.cli import plan_from_args
+
+HOLD_RETRY_AFTER = 60  # seconds, for GET /gate's 503
+STATUS = {"promote": 200, "hold": 503, "rollback": 409}
+log = logging.getLogger("canary_guard.gate.serve")
+
+
+class BadRequest(ValueError):
+    pass
+
+
+def create_app(plan, prometheus: str, timeout: float = 10.0) -> Flask:
+    from .cli import finite, judge, pick_tracks
+    from .evaluate import phase_index
+    from .prom import Prometheus, PrometheusError, parse_time
+
+    app = Flask("canary_guard.gate.serve")
+    app.json.sort_keys = False
+    last_timed = max((i for i, p in enumerate(plan.phases) if p.duration is not None), default=0)
+
+    def decide(source: dict[str, Any], default_phase: int | None = None):
+        phase = source.get("phase")
+        if phase in (None, ""):
+            if default_phase is None:
+                raise BadRequest("phase: required (a phase number, 1-based, or name)")
+            index = default_phase
+        else:
+            try:
+                index = phase_index(plan, str(phase))
+            except ValueError as err:
+                raise BadRequest(f"phase: {err}") from None
+        def field(name: str, parse):
+            try:
+                return parse(str(source[name])) if source.get(name) else None
+            except ValueError as err:
+                raise BadRequest(f"{name}: {err}") from None
+
+        from canary_guard.durations import parse_duration
+
+        at = field("at", parse_time) or parse_time("now")
+        since = field("since", parse_time)
+        window = field("window", parse_duration)
+        if window is not None and window <= 0:
+            raise BadRequest("window: must be above 0")
+        try:
+            track, baseline = pick_tracks(plan, source.get("track") or None, source.get("baseline") or None)
+        except ValueError as err:
+            raise BadRequest(f"track/baseline: {err}") from None
+        prom = Prometheus(prometheus, timeout=timeout)
+        try:
+            return judge(plan, prom, index, at, since, track, baseline, window)
+        finally:
+            prom.close()
+
+    def report_json(report) -> dict:
+        return finite(report.to_dict())  # JSON has no Infinity
+
+    @app.errorhandler(BadRequest)
+    def bad_request(err: BadRequest):
+        return jsonify({"error": str(err)}), 400
+
+    @app.errorhandler(PrometheusError)
+    def no_prometheus(err: PrometheusError):
+        log.warning("prometheus", extra={"error": str(err)})
+        return jsonify({"error": str(err), "decision": None}), 502
+
+    @app.get("/healthz")
+    def healthz():
+        return jsonify({"status": "ok", "plan": plan.name})
+
+    @app.get("/gate")
+    def gate():
+        report = decide(request.args)
+        resp = jsonify(report_json(report))
+        resp.status_code = STATUS[report.decision]
+        if report.decision == "hold":
+            resp.headers["Retry-After"] = str(HOLD_RETRY_AFTER)
+        return resp
+
+    @app.get("/argo")
+    def argo():
+        # Always 200 with the report, so that Argo evaluates its conditions on result.decision;
+        # a 5xx would be a measurement error instead.
+        return jsonify(report_json(decide(request.args)))
+
+    def flagger_payload() -> dict[str, Any]:
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            raise BadRequest("body: Flagger's webhook payload (a JSON object) is required")
+        for key in ("name", "namespace"):
+            if not isinstance(body.get(key), str) or not body[key]:
+                raise BadRequest(f"body.{key}: required (Flagger's canary {key})")
+        meta = body.get("metadata") or {}
+        if not isinstance(meta, dict):
+            raise BadRequest("body.metadata: must be a mapping of strings")
+        source = {k: v for k, v in meta.items() if k in ("phase", "track", "baseline", "window")}
+        source.update({k: v for k, v in request.args.items()})
+        return {"canary": f"{body['namespace']}/{body['name']}", "type": body.get("type", ""),
+                "source": source}
+
+    def flagger_answer(hook: str, go: bool, report) -> Response:
+        doc = {"hook": hook, "go": go, "decision": report.decision, "reasons": report.reasons,
+               "report": report_json(report)}
+        resp = jsonify(doc)
+        resp.status_code = 200 if go else (409 if report.decision == "rollback" else 412)
+        return resp
+
+    @app.post("/flagger/confirm-promotion")
+    def confirm_promotion():
+        hook = flagger_payload()
+        report = decide(hook["source"], last_timed)
+        log.info("flagger confirm-promotion", extra={"canary": hook["canary"], "decision": report.decision})
+        return flagger_answer("confirm-promotion", report.decision == "promote", report)
+
+    @app.post("/flagger/rollback")
+    def rollback():
+        hook = flagger_payload()
+        report = decide(hook["source"], last_timed)
+        log.info("flagger rollback", extra={"canary": hook["canary"], "decision": report.decision})
+        return flagger_answer("rollback", report.decision == "rollback", report)
+
+    @app.post("/flagger/check")
+    def check():
+        hook = flagger_payload()
+        report = decide(hook["source"], last_timed)
+        return flagger_answer("check", report.decision != "rollback", report)
+
+    return app
+
+
+def serve(args: argparse.Namespace) -> int:
+    from waitress import create_server
+
+    plan = plan_from_args(args)
+    if not plan.phases:
+        print("canary-guard gate serve: the plan has no phases", file=sys.stderr)
+        return 1
+    host, sep, port = args.listen.rpartition(":")
+    if not sep or not port.isdigit():
+        print(f"canary-guard gate serve: --listen {args.listen!r}: expected HOST:PORT", file=sys.stderr)
+        return 1
+    app = create_app(plan, args.prometheus, timeout=args.timeout)
+    try:
+        server = create_server(app, host=host.strip("[]") or "127.0.0.1", port=int(port), threads=4,
+                               ident="canary-guard-gate")
+    except OSError as err:
+        print(f"canary-guard gate serve: cannot listen on {args.listen}: {err.strerror}", file=sys.stderr)
+        return 1
+    log.info("serving the gate", extra={"listen": args.listen, "prometheus": args.prometheus,
+                                        "phases": len(plan.phases)})
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+    return 0
