@@ -94,6 +94,7 @@ def test_failed_disable_reaches_people_stays_and_an_operator_rolls_back_in_a_bro
         slack = wait_for(lambda: reached(stack.slack), REACH + 10, "CanaryGuardActionFailed on Slack")
         mail = wait_for(lambda: reached(stack.smtp), REACH + 10, "CanaryGuardActionFailed by e-mail")
         for msg in (slack, mail):
+            print(f"failed action -> {msg.channel}: {msg.received_at - failed_at:.1f}s")  # -s shows it
             assert msg.received_at - failed_at <= REACH, (msg.channel, msg.received_at - failed_at)
             assert f"Endpoint: {ENDPOINT}" in msg.text and "Track: canary" in msg.text
             assert "disable_feature" in msg.text and "HTTP 404" in msg.text
