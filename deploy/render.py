@@ -8,6 +8,7 @@
 Generated (never edit by hand; change the plan and re-run):
   kubernetes/base/plan.yaml                  the plan, verbatim (the ConfigMap's source)
   kubernetes/base/rbac.yaml                  Role + RoleBinding per namespace the plan rolls back in
+  kubernetes/base/rollout-rbac.yaml          ServiceAccount, Role + RoleBinding for `canary-guard rollout`
   kubernetes/base/servicemonitor.yaml        ServiceMonitors (scrape interval and job from the plan)
   kubernetes/base/prometheusrule.yaml        `canary-guard rules render` -> prometheusrule.yaml
   kubernetes/base/dashboards/*.json          the Grafana dashboard (a ConfigMap for Grafana's sidecar)
@@ -36,6 +37,7 @@ import yaml
 from canary_guard import contract
 from canary_guard.durations import format_duration
 from canary_guard.plan import (
+    DeploymentRatio,
     HttpRouteWeight,
     IngressNginxWeight,
     KubectlRollback,
@@ -48,6 +50,7 @@ from canary_guard.plan import (
 DEPLOY = Path(__file__).resolve().parent
 NAMESPACE = "canary-guard"
 WEBHOOK_SA = "canary-guard-webhook"
+ROLLOUT_SA = "canary-guard-rollout"
 WEBHOOK_JOB = contract.WEBHOOK_JOB  # the generated CanaryGuardWebhookDown alert selects on it
 EXPORTER_ADDR = "canary-guard-exporter:9111"
 WEBHOOK_ADDR = "canary-guard-webhook:9112"
@@ -110,6 +113,59 @@ def rbac(plan: Plan) -> str:
         return header(plan) + "# The plan has no kubectl_rollback action: no Role is needed.\n"
     why = "".join(f"# {line.strip()}\n" for line in (rbac.__doc__ or "").strip().splitlines())
     return header(plan) + why + dump_all(docs)
+
+
+def rollout_rules(plan: Plan) -> dict[str, list[dict]]:
+    """Exactly what `canary-guard rollout` runs with kubectl, per namespace: its weight action
+    (kubectl patch GETs the object first; kubectl scale GETs the Deployment, then PATCHes its
+    scale subresource) and, when its rollback action undoes a Deployment, what the undo needs.
+    Run the rollout with the ServiceAccount canary-guard-rollout."""
+    out: dict[str, list[dict]] = {}
+    r = plan.rollout
+    if r is None:
+        return out
+    w = r.weight
+    if isinstance(w, IngressNginxWeight):
+        out.setdefault(w.namespace, []).append(
+            {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses"], "resourceNames": [w.ingress],
+             "verbs": ["get", "patch"]})
+    elif isinstance(w, HttpRouteWeight):
+        out.setdefault(w.namespace, []).append(
+            {"apiGroups": ["gateway.networking.k8s.io"], "resources": ["httproutes"],
+             "resourceNames": [w.route], "verbs": ["get", "patch"]})
+    elif isinstance(w, DeploymentRatio):
+        names = [w.canary, w.stable]
+        out.setdefault(w.namespace, []).extend([
+            {"apiGroups": ["apps"], "resources": ["deployments"], "resourceNames": names, "verbs": ["get"]},
+            {"apiGroups": ["apps"], "resources": ["deployments/scale"], "resourceNames": names,
+             "verbs": ["patch"]}])
+    if r.rollback:
+        action = plan.actions[r.rollback]
+        steps = [plan.actions[n] for n in getattr(action, "steps", [])] or [action]
+        for step in steps:
+            if isinstance(step, KubectlRollback):
+                rules = out.setdefault(step.namespace, [])
+                rules.append({"apiGroups": ["apps"], "resources": ["deployments"],
+                              "resourceNames": [step.deployment], "verbs": ["get", "patch"]})
+                rules.append({"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": ["list"]})
+    return out
+
+
+def rollout_rbac(plan: Plan) -> str:
+    namespaces = rollout_rules(plan)
+    if not namespaces:
+        return header(plan) + "# The plan's rollout runs no kubectl (or has no rollout section): no Role.\n"
+    docs: list[dict] = [{"apiVersion": "v1", "kind": "ServiceAccount",
+                         "metadata": {"name": ROLLOUT_SA, "namespace": NAMESPACE, "labels": dict(LABELS)}}]
+    for namespace, rules in namespaces.items():
+        meta = {"name": ROLLOUT_SA, "namespace": namespace, "labels": dict(LABELS)}
+        docs.append({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": meta,
+                     "rules": rules})
+        docs.append({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                     "metadata": dict(meta),
+                     "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": ROLLOUT_SA},
+                     "subjects": [{"kind": "ServiceAccount", "name": ROLLOUT_SA, "namespace": NAMESPACE}]})
+    return header(plan) + doc_comment(rollout_rules) + dump_all(docs)
 
 
 def service_monitors(plan: Plan) -> str:
@@ -322,6 +378,7 @@ def render(plan_path: Path | None, out: Path) -> None:
         d.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source, k8s / "plan.yaml")
     (k8s / "rbac.yaml").write_text(rbac(plan))
+    (k8s / "rollout-rbac.yaml").write_text(rollout_rbac(plan))
     (k8s / "servicemonitor.yaml").write_text(service_monitors(plan))
     (example / "plan.yaml").write_text(cluster_plan(plan))
     (out / "prometheus" / "prometheus.yml").write_text(prometheus_config(plan))

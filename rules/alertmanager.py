@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import yaml
-
 from canary_guard import __version__
 from canary_guard.durations import format_duration
 from canary_guard.plan import Page, Plan, Sequence
 
-from . import notify
+from . import notify, promql
+from .yamlfile import comment, dump
 
 RECEIVER = "canary-guard-webhook"
 DEFAULT_RECEIVER = "canary-guard-unrouted"
@@ -34,17 +33,21 @@ def acting_actions(plan: Plan) -> list[str]:
     return sorted(set(out))
 
 
+def _any_of(values: list[str]) -> str:
+    return promql.string(promql.regex_of(values))
+
+
 def webhook_routes(plan: Plan) -> list[dict[str, Any]]:
     scope = notify.webhook_scope(plan)
     act = acting_actions(plan)
     routes: list[dict[str, Any]] = []
     if act:
         # actions that change the deployment: act quickly
-        routes.append({"receiver": RECEIVER, "matchers": [scope, f'action=~"{"|".join(act)}"'],
+        routes.append({"receiver": RECEIVER, "matchers": [scope, f"action=~{_any_of(act)}"],
                        "group_wait": format_duration(plan.alertmanager.group_wait), "continue": True})
     # every other canary-guard action (pages, manual review); the ones above are not sent twice
     routes.append({"receiver": RECEIVER,
-                   "matchers": [scope, 'action=~".+"', *([f'action!~"{"|".join(act)}"'] if act else [])],
+                   "matchers": [scope, 'action=~".+"', *([f"action!~{_any_of(act)}"] if act else [])],
                    "continue": True})
     return routes
 
@@ -88,9 +91,8 @@ def header(plan: Plan) -> str:
         "only. The webhook's credentials_file holds only the token; the webhook expects the same token",
         f"in {token}. Merge the routes and receivers into your own configuration if you have one.",
     ]
-    return "".join(f"# {line}\n" for line in lines)
+    return comment(*lines)
 
 
 def render(plan: Plan) -> str:
-    return header(plan) + yaml.safe_dump(config(plan), sort_keys=False, width=1 << 20,
-                                         allow_unicode=True)
+    return header(plan) + dump(config(plan))

@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING
 from canary_guard import contract
 from canary_guard.plan import Plan
 
-from .humanize import expand
-from .promtest import AlertCheck, Series, cumulative, encode, sel
+from .promql import selector
+from .promtest import AlertCheck, Series, cumulative, encode
+from .templating import expand
 
 if TYPE_CHECKING:
     from .kinds.base import Context
@@ -44,18 +45,17 @@ class Cases:
         for outcome in contract.OUTCOMES:
             inc = per_step.get(outcome, 0)
             incs = inc if isinstance(inc, list) else [inc] * n
-            out.append(Series(sel(contract.PROBES, track=track, endpoint=ep, outcome=outcome),
+            out.append(Series(selector(contract.PROBES, track=track, endpoint=ep, outcome=outcome),
                               encode(cumulative(incs))))
         return out
 
     def expect(self, ctx: Context, labels: dict[str, str], value: float, rule_index: int = 0) -> dict:
         """The alert that rule ``rule_index`` of the trigger raises, as promtool expects it."""
         rule = ctx.unit.alert_rules(ctx)[rule_index]
-        fmt = ctx.unit.value_format
         all_labels = {**labels, **rule.labels}
         return {
             "exp_labels": all_labels,
-            "exp_annotations": {k: expand(v, all_labels, value, fmt) for k, v in rule.annotations.items()},
+            "exp_annotations": {k: expand(v, all_labels, value) for k, v in rule.annotations.items()},
         }
 
     def rollback_alerts(self) -> list[str]:

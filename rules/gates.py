@@ -14,8 +14,9 @@ from . import names
 from .cases import Cases
 from .model import RecordingRule
 from .names import GATE_ALL_OK, GATE_OK
-from .promql import num
-from .promtest import ExprCheck, Series, UnitTest, cumulative, encode, number, sel
+from .promql import labels as label_set
+from .promql import num, selector
+from .promtest import ExprCheck, Series, UnitTest, cumulative, encode, number
 
 CRITERIA = ("availability", "avg_latency", "error_rate", "p95_latency", "p99_latency",
             "all_endpoints_answering")
@@ -75,14 +76,14 @@ def test_cases(plan: Plan, cases: Cases) -> list[UnitTest]:
             bad = e.name == failing
             out += cases.probe_series(track, e.name, n, {contract.ERROR: 1} if bad else {contract.SUCCESS: 1})
             count = encode(cumulative([1] * n))
-            out.append(Series(sel(f"{dur}_count", track=track, endpoint=e.name), count))
-            out.append(Series(sel(f"{dur}_sum", track=track, endpoint=e.name),
+            out.append(Series(selector(f"{dur}_count", track=track, endpoint=e.name), count))
+            out.append(Series(selector(f"{dur}_sum", track=track, endpoint=e.name),
                               encode(cumulative([lat] * n))))
             for b in [*bounds, "+Inf"]:
                 le = b if isinstance(b, str) else number(b)
                 hit = b == "+Inf" or b >= lat
                 out.append(Series(
-                    sel(f"{dur}_bucket", track=track, endpoint=e.name, le=le),
+                    selector(f"{dur}_bucket", track=track, endpoint=e.name, le=le),
                     count if hit else encode([0] * (n + 1))))
         return out
 
@@ -99,9 +100,9 @@ def test_cases(plan: Plan, cases: Cases) -> list[UnitTest]:
             if c.all_endpoints_answering:
                 values["all_endpoints_answering"] = 0 if failing else 1
             for criterion, v in values.items():
-                ok.append({"labels": f'{GATE_OK}{{criterion="{criterion}",phase="{name}",'
-                                     f'track="{track}"}}', "value": v})
-            all_ok.append({"labels": f'{GATE_ALL_OK}{{phase="{name}",track="{track}"}}',
+                ok.append({"labels": GATE_OK + label_set(criterion=criterion, phase=name, track=track),
+                           "value": v})
+            all_ok.append({"labels": GATE_ALL_OK + label_set(phase=name, track=track),
                            "value": min(values.values())})
         return ok, all_ok
 
@@ -113,7 +114,7 @@ def test_cases(plan: Plan, cases: Cases) -> list[UnitTest]:
         ok, all_ok = samples(failing is not None)
         out.append(UnitTest(
             title, cases.s, series(failing), [],
-            [ExprCheck(at, f'{GATE_OK}{{track="{track}"}}', ok),
-             ExprCheck(at, f'{GATE_ALL_OK}{{track="{track}"}}', all_ok)],
+            [ExprCheck(at, GATE_OK + label_set(track=track), ok),
+             ExprCheck(at, GATE_ALL_OK + label_set(track=track), all_ok)],
         ))
     return out

@@ -15,9 +15,10 @@ from canary_guard.plan import Plan
 
 from . import names
 from .cases import Cases
-from .humanize import expand, value_placeholder
 from .model import AlertRule
-from .promtest import AlertCheck, Series, UnitTest, encode, sel
+from .promql import selector
+from .promtest import AlertCheck, Series, UnitTest, encode
+from .templating import expand, literal, value_placeholder
 
 # A failed run stays news for this long (the webhook's own alert stays until a person resolves it).
 FAILURE_WINDOW = 3600.0
@@ -25,7 +26,7 @@ NEEDING_A_PERSON = contract.RUN_OUTCOMES_NEEDING_A_PERSON
 
 
 def runbook(plan: Plan, alert: str) -> str:
-    return f"{plan.runbook_url}#{alert.lower()}"
+    return literal(f"{plan.runbook_url}#{alert.lower()}")
 
 
 def down_for(plan: Plan) -> float:
@@ -40,7 +41,7 @@ def absent_for(plan: Plan) -> float:
 
 def alert_rules(plan: Plan) -> list[AlertRule]:
     job = contract.WEBHOOK_JOB
-    up = f'up{{job="{job}"}}'
+    up = selector("up", job=job)
     base = {"severity": "critical"}
     no_action = ("none: the webhook cannot act while it is down; roll back by hand if a trigger "
                  "fires (see the runbook)")
@@ -87,7 +88,7 @@ def test_cases(plan: Plan, cases: Cases) -> list[UnitTest]:
     def expect(rule: AlertRule, labels: dict[str, str], value: float) -> dict:
         all_labels = {**labels, **rule.labels}
         return {"exp_labels": all_labels,
-                "exp_annotations": {k: expand(v, all_labels, value, "humanize")
+                "exp_annotations": {k: expand(v, all_labels, value)
                                     for k, v in rule.annotations.items()}}
 
     inst = {"job": contract.WEBHOOK_JOB, "instance": "webhook:9112"}
@@ -97,7 +98,7 @@ def test_cases(plan: Plan, cases: Cases) -> list[UnitTest]:
     went_down = 2 * s
     pending = cases.eval_at(went_down)
     fires = cases.eval_at(pending + down.for_)
-    up = Series(sel("up", **inst), encode([1, 1] + [0] * (cases.steps(fires) + 2)))
+    up = Series(selector("up", **inst), encode([1, 1] + [0] * (cases.steps(fires) + 2)))
     webhook_down = UnitTest(
         "canary-guard webhook down: paged after two failed scrapes, not after one", s, [up], [
             AlertCheck(pending, down.alert, []),
@@ -105,7 +106,7 @@ def test_cases(plan: Plan, cases: Cases) -> list[UnitTest]:
             AlertCheck(fires, down.alert, [expect(down, inst, 0)]),
         ])
     fires_absent = cases.eval_at(absent.for_)
-    other_job = Series(sel("up", job="some-other-job", instance="x:1"),
+    other_job = Series(selector("up", job="some-other-job", instance="x:1"),
                        encode([1] * (cases.steps(fires_absent) + 2)))
     never_scraped = UnitTest(
         "canary-guard webhook never scraped: paged once Prometheus has had time to scrape it", s,
@@ -118,7 +119,7 @@ def test_cases(plan: Plan, cases: Cases) -> list[UnitTest]:
 
     def counter(outcome: str, bump_at: int | None) -> Series:
         values = [0.0 if bump_at is None or i < bump_at else 1.0 for i in range(steps)]
-        return Series(sel(contract.WEBHOOK_ACTIONS, action=action, outcome=outcome), encode(values))
+        return Series(selector(contract.WEBHOOK_ACTIONS, action=action, outcome=outcome), encode(values))
 
     series = [counter(o, bump if o == "partial" else None) for o in contract.RUN_OUTCOMES]
     series.append(counter("succeeded", 1))  # success bumps too: it must not page

@@ -1,4 +1,8 @@
-"""Small pieces of PromQL and of the text around it: numbers, selectors, human-readable values."""
+"""Small pieces of PromQL and of the text around it: numbers, escaped selectors, readable values.
+
+Every plan string that reaches PromQL goes through :func:`string` (a label value) or
+:func:`regex_of` (a regex matcher's alternatives), never an f-string alone.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,37 @@ from canary_guard import contract
 
 # feature-flag 503s say nothing about the release: ratios leave them out
 COUNTED = f'{contract.OUTCOME}!="{contract.DISABLED}"'
+
+_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_REGEX_META = set("\\.+*?()|[]{}^$")
+
+
+def string(value: str) -> str:
+    """A PromQL double-quoted string literal (Go's escapes) holding exactly ``value``."""
+    out = []
+    for ch in value:
+        if ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\x{ord(ch):02x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def regex_of(values: list[str]) -> str:
+    """A regex (RE2) that matches exactly these values, like Go's regexp.QuoteMeta joined by |."""
+    return "|".join("".join("\\" + c if c in _REGEX_META else c for c in v) for v in values)
+
+
+def labels(**pairs: str) -> str:
+    """``{a="x",b="y"}``, values escaped."""
+    return "{" + ",".join(f"{k}={string(v)}" for k, v in pairs.items()) + "}"
+
+
+def selector(metric: str, **pairs: str) -> str:
+    """``metric{a="x",b="y"}``, values escaped: a series for promtool, or an instant selector."""
+    return metric + labels(**pairs)
 
 
 def num(value: float) -> str:
@@ -15,7 +50,7 @@ def num(value: float) -> str:
 
 def tracks_matcher(tracks: list[str]) -> str:
     """``track=~"canary|stable"``: the label matcher for a list of plan track names."""
-    return f'{contract.TRACK}=~"{"|".join(tracks)}"'
+    return f"{contract.TRACK}=~{string(regex_of(tracks))}"
 
 
 def pct(value: float) -> str:

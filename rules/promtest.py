@@ -84,6 +84,3 @@ def cumulative(increments: list[float]) -> list[float]:
     return out
 
 
-def sel(metric: str, **labels: str) -> str:
-    """A series selector for input_series: ``metric{a="b",c="d"}``."""
-    return metric + "{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}"

@@ -253,7 +253,7 @@ def test_rbac_grants_no_more_than_rollout_undo_needs(base):
     plan = load_plan()
     assert not find(base, "ClusterRole") and not find(base, "ClusterRoleBinding")
     rollbacks = [a for a in plan.actions.values() if isinstance(a, KubectlRollback)]
-    roles = find(base, "Role")
+    roles = find(base, "Role", "canary-guard-rollback")  # the rollout's own: test_deploy_rollout.py
     assert {r["metadata"]["namespace"] for r in roles} == {a.namespace for a in rollbacks}
     for role in roles:
         ns = role["metadata"]["namespace"]
@@ -269,7 +269,7 @@ def test_rbac_grants_no_more_than_rollout_undo_needs(base):
         names = tuple(a.deployment for a in rollbacks if a.namespace == ns)
         assert grants == {("deployments", "get", names), ("deployments", "patch", names),
                           ("replicasets", "list", ())}
-    for binding in find(base, "RoleBinding"):
+    for binding in find(base, "RoleBinding", "canary-guard-rollback"):
         assert binding["roleRef"]["kind"] == "Role"
         assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "canary-guard-webhook",
                                         "namespace": "canary-guard"}]

@@ -124,3 +124,91 @@ def test_the_gate_deployment_serves_what_the_renders_call():
     assert f"http://{meta['name']}.{meta['namespace']}.svc:{port}" == render.GATE_URL
     args = build_parser().parse_args(dep["spec"]["template"]["spec"]["containers"][0]["args"])
     assert args.command == "gate" and args.mode == "serve" and args.listen == "0.0.0.0:9114"
+
+
+# -- the rollout's Role: exactly what its kubectl calls need, proven with the real kubectl -------
+
+def _weight_plan(plan, weight: dict):
+    data = yaml.safe_load(plan.to_yaml())
+    data["rollout"] = {**data["rollout"], "weight": weight}
+    return parse_plan(data)
+
+
+KINDS = {
+    "ingress_nginx_weight": {"kind": "ingress_nginx_weight", "ingress": "recoveryos-canary",
+                             "namespace": "recoveryos"},
+    "httproute_weight": {"kind": "httproute_weight", "route": "recoveryos", "namespace": "recoveryos",
+                         "canary_backend": "recoveryos-canary", "stable_backend": "recoveryos-stable"},
+    "deployment_ratio": {"kind": "deployment_ratio", "canary": "recoveryos-canary",
+                         "stable": "recoveryos-stable", "namespace": "recoveryos", "replicas": 4},
+}
+
+
+def _cluster(rules, tmp_path, monkeypatch):
+    from kube_fake import FakeCluster, serve
+
+    cluster = FakeCluster("recoveryos", "recoveryos", rules)
+    cluster.add({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+                 "metadata": {"name": "recoveryos-canary"}, "spec": {}})
+    cluster.add({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+                 "metadata": {"name": "recoveryos"},
+                 "spec": {"rules": [{"backendRefs": [{"name": "recoveryos-stable", "port": 8000},
+                                                     {"name": "recoveryos-canary", "port": 8000}]}]}})
+    for name in ("recoveryos-canary", "recoveryos-stable"):
+        cluster.add({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+                     "spec": {"replicas": 2}})
+    server, url = serve(cluster)
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "fake",
+        "clusters": [{"name": "fake", "cluster": {"server": url}}],
+        "users": [{"name": "rollout", "user": {"token": "t"}}],
+        "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "rollout"}}]}))
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    return cluster, server
+
+
+def _run(plan, rules, tmp_path, monkeypatch):
+    from canary_guard.rollout.actions import run_action
+    from canary_guard.rollout.weights import apply_weight
+
+    cluster, server = _cluster(rules, tmp_path, monkeypatch)
+    try:
+        weight = apply_weight(plan.rollout.weight, 25, previous=10)
+        undo = run_action(plan, plan.rollout.rollback, reason="test")
+    finally:
+        server.shutdown()
+    return weight, undo, cluster
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_the_rendered_rollout_role_is_exactly_enough(plan, kind, tmp_path, monkeypatch):
+    from conftest import need_binary
+
+    need_binary("kubectl")
+    p = _weight_plan(plan, KINDS[kind])
+    (rules,) = render.rollout_rules(p).values()
+    for rule in rules:
+        assert "*" not in str(rule) and set(rule["verbs"]) <= {"get", "patch", "list"}, rule
+        assert rule.get("resourceNames") or rule["resources"] == ["replicasets"], rule  # names are hashes
+    weight, undo, cluster = _run(p, rules, tmp_path, monkeypatch)
+    assert weight.ok, weight.detail
+    assert [r.ok for r in undo] == [True], undo
+    assert cluster.denied == [] and len(cluster.patches) == 1
+    # every granted verb is needed: without it, the weight change or the undo is refused
+    for i, rule in enumerate(rules):
+        for verb in rule["verbs"]:
+            fewer = [dict(r, verbs=[v for v in r["verbs"] if v != verb]) if j == i else r
+                     for j, r in enumerate(rules)]
+            weight, undo, cluster = _run(p, [r for r in fewer if r["verbs"]], tmp_path, monkeypatch)
+            assert not (weight.ok and all(r.ok for r in undo)), (rule["resources"], verb)
+            assert cluster.denied, (rule["resources"], verb)
+
+
+def test_the_rollout_role_is_in_the_kustomize_base():
+    (text,) = [(ROOT / "deploy" / "kubernetes" / "base" / "rollout-rbac.yaml").read_text()]
+    objs = docs(text)
+    assert [o["kind"] for o in objs] == ["ServiceAccount", "Role", "RoleBinding"]
+    assert objs[1]["rules"] == render.rollout_rules(load_plan())["recoveryos"]
+    assert "rollout-rbac.yaml" in (ROOT / "deploy" / "kubernetes" / "base" / "kustomization.yaml").read_text()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from canary_guard.rules import gates, humanize, model, promtest, render, spec, tools
+from canary_guard.rules import gates, model, promtest, render, spec, templating, tools
 from conftest import CLI, need_binary
 
 from canary_guard import contract
@@ -370,15 +370,15 @@ def test_docker_fallback_argv(monkeypatch, tmp_path):
 
 
 @pytest.mark.parametrize("fn,value,text", [
-    (humanize.humanize_percentage, 0.025, "2.5%"),
-    (humanize.humanize_percentage, 0.99375, "99.38%"),
-    (humanize.humanize_duration, 1.25, "1.25s"),
-    (humanize.humanize_duration, 0.5, "500ms"),
-    (humanize.humanize_duration, 75, "1m 15s"),
-    (humanize.humanize_duration, 3725, "1h 2m 5s"),
-    (humanize.humanize, 4, "4"),
-    (humanize.humanize, 1500, "1.5k"),
-    (humanize.humanize, 0.0123, "12.3m"),
+    (templating.humanize_percentage, 0.025, "2.5%"),
+    (templating.humanize_percentage, 0.99375, "99.38%"),
+    (templating.humanize_duration, 1.25, "1.25s"),
+    (templating.humanize_duration, 0.5, "500ms"),
+    (templating.humanize_duration, 75, "1m 15s"),
+    (templating.humanize_duration, 3725, "1h 2m 5s"),
+    (templating.humanize, 4, "4"),
+    (templating.humanize, 1500, "1.5k"),
+    (templating.humanize, 0.0123, "12.3m"),
 ])
 def test_template_functions(fn, value, text):
     assert fn(value) == text

@@ -263,6 +263,9 @@ def test_fuzz_bytes_never_5xx(make, kubectl, body):
     assert runs(client) == []
 
 
+_no_nul = hs.characters(exclude_categories=("Cs",), exclude_characters="\x00")  # refused: see below
+
+
 def _fp(labels: dict) -> str:
     return hashlib.sha1(json.dumps(labels, sort_keys=True).encode()).hexdigest()
 
@@ -275,7 +278,8 @@ def _fuzz_app(make):
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(labels=hs.dictionaries(hs.text(min_size=1, max_size=12), hs.text(max_size=30), max_size=6),
+@given(labels=hs.dictionaries(hs.text(_no_nul, min_size=1, max_size=12), hs.text(_no_nul, max_size=30),
+                              max_size=6),
        status=hs.sampled_from(["firing", "resolved"]))
 def test_fuzz_valid_notifications_with_any_labels_never_run_a_guess(make, kubectl, labels, status):
     """Arbitrary labels (no plan action name): recorded, 200, but nothing is executed."""
@@ -807,3 +811,108 @@ def test_flapping_alert_pages_once(make):
     assert incident["firings"] == 20
     assert len(client.get("/api/incidents?merged=1").get_json()["incidents"]) == 20
     assert "canary_guard_webhook_coalesced_total 19.0" in client.get("/metrics").get_data(as_text=True)
+
+
+# -- input hardening -----------------------------------------------------------------------------
+
+
+def test_one_instant_written_three_ways_is_one_incident(make, kubectl):
+    client, state = make(cooldown="0s")  # not coalescing: the key alone must match
+    for written in ("2024-05-01T12:00:00Z", "2024-05-01T12:00:00.000000000Z", "2024-05-01T14:00:00+02:00"):
+        assert send(client, notification(alert(starts_at=written))).status_code == 200
+    drain(state)
+    (incident,) = client.get("/api/incidents").get_json()["incidents"]
+    assert incident["deliveries"] == 3 and incident["starts_at"] == "2024-05-01T12:00:00Z"
+    assert len(kubectl_calls(kubectl)) == 1
+
+
+@pytest.mark.parametrize("starts_at", ["2024-02-30T00:00:00Z", "2024-05-01T24:00:00Z",
+                                       "2024-05-01T12:00:00+25:00", "0001-01-01T00:00:00+01:00"])
+def test_impossible_times_are_400(make, starts_at):
+    client, state = make()
+    resp = send(client, notification(alert(starts_at=starts_at)))
+    assert resp.status_code == 400 and resp.get_json()["detail"].startswith("alerts[0].startsAt")
+    assert state.store.counts()["notifications"] == 0
+
+
+def _raw(template: str) -> bytes:
+    """A notification whose JSON text has ``@@`` replaced by raw escape text (e.g. \\ud800)."""
+    body = json.dumps(notification(alert(action="page", fingerprint="FP", summary="SUM")))
+    return body.replace('"FP"', template.split("|")[0]).replace('"SUM"', template.split("|")[1]) \
+        .encode()
+
+
+BAD_TEXT = {
+    "label value": ('"fp1"|"x"', '"endpoint": "edge_ai"', '"endpoint": "edge\\ud800"', "labels.endpoint"),
+    "label name": ('"fp2"|"x"', '"endpoint": "edge_ai"', '"\\udfff": "edge_ai"', "labels (a name)"),
+    "annotation": ('"fp3"|"x"', '"summary": "CanaryErrorRateHigh on edge_ai"', '"summary": "\\ud83d"',
+                   "annotations.summary"),
+    "fingerprint": ('"\\ud800fp"|"x"', "", "", "fingerprint"),
+    "receiver": ('"fp4"|"x"', '"receiver": "canary-guard"', '"receiver": "cg\\udc00"', "receiver"),
+    "NUL in a label": ('"fp5"|"x"', '"endpoint": "edge_ai"', '"endpoint": "edge\\u0000ai"',
+                       "labels.endpoint"),
+    "NUL in groupKey": ('"fp6"|"x"', '"groupKey": "{}:{alertname=\\"CanaryErrorRateHigh\\"}"',
+                        '"groupKey": "\\u0000"', "groupKey"),
+}
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def any_backend(request, tmp_path):
+    """The database for make(db=...): a SQLite path or a PostgreSQL URL."""
+    if request.param == "postgres":
+        return request.getfixturevalue("postgres_url")
+    return str(tmp_path / "any.db")
+
+
+@pytest.mark.parametrize("case", sorted(BAD_TEXT))
+def test_lone_surrogates_and_nul_are_400_naming_the_field(make, any_backend, case):
+    client, state = make(db=any_backend)
+    ids, old, new, field = BAD_TEXT[case]
+    body = _raw(ids).decode().replace(old, new, 1).encode() if old else _raw(ids)
+    resp = send(client, body)
+    assert resp.status_code == 400, resp.get_data(as_text=True)
+    err = resp.get_json()
+    assert err["error"] == "invalid_notification" and field in err["detail"], err
+    assert state.store.counts()["notifications"] == 0
+
+
+@pytest.mark.parametrize("body", [
+    b'{"receiver": "\xff\xfe", "status": "firing", "alerts": []}',  # not UTF-8
+    json.dumps(notification()).encode("utf-16"),  # JSON, but not in UTF-8
+    b'{"receiver": "\xed\xa0\x80", "status": "firing", "alerts": []}',  # a surrogate encoded in UTF-8
+    b"\xef\xbb\xbf" + json.dumps(notification()).encode(),  # a byte-order mark
+])
+def test_bodies_that_are_not_utf8_json_are_400(make, any_backend, body):
+    client, state = make(db=any_backend)
+    resp = send(client, body)
+    assert resp.status_code == 400 and resp.get_json()["error"] == "malformed_json"
+    assert state.store.counts()["notifications"] == 0
+
+
+def test_any_real_unicode_is_stored_and_read_back(make, any_backend):
+    client, state = make(db=any_backend)
+    labels = {"summary": "ставка ошибок 🔥 エラー率 — ∞", "owner": "zoë@example"}
+    reply = send(client, notification(alert(action="page", fingerprint="ü", **labels)))
+    assert reply.status_code == 200
+    (run,) = runs(client)
+    assert run["incident"]["fingerprint"] == "ü"
+    raw = state.store.actions()[0]
+    assert raw["incident"]["fingerprint"] == "ü"
+
+
+_any_char = hs.characters(codec=None, categories=None)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(key=hs.text(_any_char, min_size=1, max_size=6), value=hs.text(_any_char, max_size=12),
+       fingerprint=hs.text(_any_char, min_size=1, max_size=8))
+def test_fuzz_any_code_point_is_200_or_400_never_500(make, key, value, fingerprint):
+    client, state = _fuzz_app(make)
+    labels = {"alertname": "Fuzz", "action": "page", key: value}
+    body = json.dumps(notification({**alert(action="page"), "labels": labels, "fingerprint": fingerprint}))
+    resp = send(client, body.encode())
+    assert resp.status_code in (200, 400), (resp.status_code, resp.get_data(as_text=True))
+    if resp.status_code == 400:
+        bad = "\x00" in key + value + fingerprint or any(0xD800 <= ord(c) <= 0xDFFF
+                                                          for c in key + value + fingerprint)
+        assert bad and resp.get_json()["error"] == "invalid_notification"

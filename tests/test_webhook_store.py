@@ -331,3 +331,17 @@ def test_recover_frees_what_a_previous_process_left_running(backend, tmp_path):
         assert recovered == [run.id]
     else:
         assert recovered == []  # another replica may be alive: only an expired lease frees a run
+
+
+def test_prune_keeps_at_most_the_newest_repeat_deliveries(backend):
+    store = backend()
+    record(store, alert(fingerprint="open", action="page"))  # the opening delivery: always kept
+    for _ in range(25):
+        record(store, alert(fingerprint="open", action="page"))
+    newest = store.counts()["notifications"]
+    assert store.prune(0.0, keep=10, batch=4) == 15  # in small batches, oldest first
+    counts = store.counts()
+    assert (counts["notifications"], counts["alerts"], counts["incidents"]) == (11, 11, 1)
+    assert store.prune(0.0, keep=10) == 0
+    (again,) = record(store, alert(fingerprint="open", action="page")).alerts
+    assert again.duplicate and store.counts()["notifications"] == newest - 15 + 1

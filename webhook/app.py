@@ -74,7 +74,7 @@ def create_app(plan: Plan, config: WebhookConfig) -> Flask:
     app.register_error_handler(HTTPException, _http_error)
 
     if config.start_worker:
-        store.start_background(plan.webhook.retention)
+        store.start_background(plan.webhook.retention, plan.webhook.max_deliveries)
         worker.start()
         escalator.start()
     return app

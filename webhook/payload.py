@@ -20,6 +20,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from canary_guard.contract import OWN_ALERT_PREFIX
@@ -28,7 +29,7 @@ STATUSES = ("firing", "resolved")
 MAX_ALERTS = 1000
 # RFC 3339 as Alertmanager writes it (Go's time.Time JSON): up to nanoseconds, Z or offset.
 _TIME_RE = re.compile(
-    r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$"
+    r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})$"
 )
 
 
@@ -84,14 +85,20 @@ class Notification:
     group_labels: dict[str, str] = field(default_factory=dict)
 
 
-def parse(body: bytes) -> tuple[Notification, Any]:
-    """Decode and validate a request body; returns the notification and the raw JSON."""
+def parse(body: bytes) -> tuple[Notification, str]:
+    """Decode and validate a request body; returns the notification and the body as text."""
     try:
-        data = json.loads(body)
+        # JSON on the wire is UTF-8 (RFC 8259); json.loads would also guess UTF-16 and 32.
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise PayloadError(f"body is not UTF-8: invalid byte at position {err.start}",
+                           "malformed_json") from None
+    try:
+        data = json.loads(text)
     except (ValueError, RecursionError) as err:
-        # JSONDecodeError and UnicodeDecodeError are ValueErrors; deep nesting recurses.
+        # JSONDecodeError is a ValueError; deep nesting recurses.
         raise PayloadError(f"body is not valid JSON: {_short(err)}", "malformed_json") from None
-    return validate(data), data
+    return validate(data), text
 
 
 def validate(data: Any) -> Notification:
@@ -139,10 +146,11 @@ def _alert(data: Any, path: str) -> Alert:
     starts_at = data.get("startsAt")
     if starts_at is None:
         raise PayloadError(f"{path}.startsAt: required (an RFC 3339 time)")
-    _time(starts_at, f"{path}.startsAt")
+    # The incident key: one instant is one key, however it was written.
+    starts_at = normalize_time(starts_at, f"{path}.startsAt")
     ends_at = data.get("endsAt", "")
     if ends_at not in ("", None):
-        _time(ends_at, f"{path}.endsAt")
+        ends_at = normalize_time(ends_at, f"{path}.endsAt")
     generator_url = _opt_str(data, "generatorURL", path)
     fingerprint = data.get("fingerprint")
     derived = False
@@ -153,6 +161,8 @@ def _alert(data: Any, path: str) -> Alert:
         derived = True
     elif not isinstance(fingerprint, str) or len(fingerprint) > 128:
         raise PayloadError(f"{path}.fingerprint: must be a string of at most 128 characters")
+    else:
+        _text(fingerprint, f"{path}.fingerprint")
     return Alert(status=status, labels=labels, annotations=annotations, starts_at=starts_at,
                  ends_at=ends_at or "", generator_url=generator_url, fingerprint=fingerprint,
                  fingerprint_derived=derived)
@@ -172,10 +182,10 @@ def _opt_str(data: dict, key: str, path: str) -> str:
     value = data.get(key)
     if value is None:
         return ""
+    where = f"{path}.{key}" if path else key
     if not isinstance(value, str):
-        where = f"{path}.{key}" if path else key
         raise PayloadError(f"{where}: must be a string, got {_kind(value)}")
-    return value
+    return _text(value, where)
 
 
 def _str_map(data: dict, key: str, path: str) -> dict[str, str]:
@@ -188,13 +198,50 @@ def _str_map(data: dict, key: str, path: str) -> dict[str, str]:
     for k, v in value.items():
         if not isinstance(v, str):
             raise PayloadError(f"{where}.{_label(k)}: must be a string, got {_kind(v)}")
+        # the common case (ASCII, no NUL) costs two flag checks and two scans
+        if not (k.isascii() and v.isascii()) or "\x00" in k or "\x00" in v:
+            _text(k, f"{where} (a name)")
+            _text(v, f"{where}.{_label(k)}")
     return value
 
 
-def _time(value: Any, where: str) -> None:
-    if not isinstance(value, str) or not _TIME_RE.match(value):
+def normalize_time(value: Any, where: str) -> str:
+    """An RFC 3339 time as one canonical string: UTC, ``Z``, the fraction without trailing
+    zeros (Go's RFC3339Nano, which is how Alertmanager writes it). ``12:00:00Z``,
+    ``12:00:00.000Z`` and ``14:00:00+02:00`` are the same instant and the same string."""
+    m = _TIME_RE.match(value) if isinstance(value, str) else None
+    if m is None:
         raise PayloadError(f"{where}: must be an RFC 3339 time such as 2024-05-01T12:00:00Z, "
                            f"got {_show(value)}")
+    year, month, day, hour, minute, second, frac, zone = m.groups()
+    try:
+        t = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second))
+        if zone not in ("Z", "z"):
+            sign = 1 if zone[0] == "+" else -1
+            hours, minutes = int(zone[1:3]), int(zone[4:6])
+            if hours > 23 or minutes > 59:
+                raise ValueError("offset out of range")
+            t -= sign * timedelta(hours=hours, minutes=minutes)
+    except (ValueError, OverflowError) as err:
+        raise PayloadError(f"{where}: {_show(value)} is not a valid time ({err})") from None
+    frac = (frac or "").rstrip("0")
+    return (f"{t.year:04d}-{t.month:02d}-{t.day:02d}T{t.hour:02d}:{t.minute:02d}:{t.second:02d}"
+            + (f".{frac}" if frac else "") + "Z")
+
+
+def _text(value: str, where: str) -> str:
+    """Strings are stored and shown: a lone surrogate (a ``\\ud800`` escape) is not Unicode
+    text, and PostgreSQL's text cannot hold a NUL. Both are refused, naming the field."""
+    if "\x00" in value:
+        raise PayloadError(f"{where}: contains a NUL character (\\u0000), which cannot be stored")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as err:
+            bad = value[err.start]
+            raise PayloadError(f"{where}: contains a lone surrogate (\\u{ord(bad):04x}), which is not "
+                               "valid Unicode text") from None
+    return value
 
 
 def _kind(value: Any) -> str:

@@ -112,10 +112,10 @@ class Receiver:
         """Validate and record a notification body: (HTTP status, JSON reply)."""
         metrics = self.metrics
         try:
-            notification, _ = payload.parse(body)
+            notification, text = payload.parse(body)
         except payload.PayloadError as err:
             raise Reply(400, err.error, str(err)) from None
-        recorded = self.store.record(notification, body.decode("utf-8", "replace"), self.priorities,
+        recorded = self.store.record(notification, text, self.priorities,
                                      dry_run=self.dry_run, coalesce=self.coalesce)
         metrics.notification(notification.status)
         queued = dups = coalesced = 0

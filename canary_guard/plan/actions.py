@@ -7,18 +7,17 @@ and ``WeightAction`` (how the rollout sets the canary's share of traffic: the pl
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import Field, model_validator
 
-from .base import Model, Name, PositiveSeconds
+from .base import K8sName, K8sNamespace, Model, Name, PositiveSeconds
 
 
 class KubectlRollback(Model):
     kind: Literal["kubectl_rollback"]
-    deployment: str
-    namespace: str = "default"
+    deployment: K8sName
+    namespace: K8sNamespace = "default"
     context: str | None = None
     to_revision: int | None = Field(default=None, ge=1)
     kubectl: str = "kubectl"  # a name found on PATH, or an absolute path
@@ -73,21 +72,6 @@ ACTION_KINDS: tuple[str, ...] = tuple(
 
 
 # -- weight actions: set the canary's share of traffic (the rollout's ``weight``) -------------
-
-# Kubernetes object names as the API server accepts them (DNS-1123). Checked here because they
-# reach kubectl's argv: a name such as "--all" would be read as a flag.
-def _k8s_name(pattern: str, limit: int, what: str):
-    def check(v: str) -> str:
-        if len(v) > limit or not re.fullmatch(pattern, v):
-            raise ValueError(f"{v!r} is not a Kubernetes {what}: lowercase letters, digits and '-'"
-                             f"{' and .' if '.' in pattern else ''}, starting and ending with a letter or "
-                             f"digit, at most {limit} characters")
-        return v
-    return AfterValidator(check)
-
-
-K8sName = Annotated[str, _k8s_name(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?", 253, "object name")]
-K8sNamespace = Annotated[str, _k8s_name(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", 63, "namespace")]
 
 WEIGHT_PLACEHOLDER = "{weight}"  # replaced by the weight (a whole percent) in command/http
 

@@ -13,7 +13,7 @@ from canary_guard.durations import format_duration
 from . import notify as notify_section
 from . import rollout as rollout_section
 from .actions import Action, DisableFeature, Sequence
-from .base import Model, Name
+from .base import Model, Name, Url
 from .notify import Notify
 from .rollout import Rollout
 from .sections import (
@@ -38,7 +38,7 @@ class Plan(Model):
     name: Name
     service: str
     description: str = ""
-    runbook_url: str = "https://github.com/canary-guard/canary-guard/blob/main/docs/runbook.md"
+    runbook_url: Url = "https://github.com/canary-guard/canary-guard/blob/main/docs/runbook.md"
     targets: list[Target] = Field(min_length=1)
     auth: Auth = Field(default_factory=Auth)
     rate_limits: RateLimits = Field(default_factory=RateLimits)

@@ -4,13 +4,12 @@ of Prometheus, Alertmanager, the webhook, the demo and the gate's analysis."""
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from .base import Model, Name, PositiveSeconds, Seconds
+from .base import EnvName, HttpToken, Line, Model, Name, PositiveSeconds, Seconds, Url, check_url
 
 
 class Target(Model):
@@ -23,18 +22,16 @@ class Target(Model):
     @field_validator("url")
     @classmethod
     def _url(cls, v: str) -> str:
-        if not re.match(r"^https?://[^/\s]+", v):
-            raise ValueError("must be an http:// or https:// URL")
-        return v.rstrip("/")
+        return check_url(v).rstrip("/")
 
 
 class Auth(Model):
     """Bearer token for the probed service. The token itself never enters the plan."""
 
-    header: str = "Authorization"
-    scheme: str = "Bearer"
-    token_env: str | None = None
-    token_file: str | None = None
+    header: HttpToken = "Authorization"
+    scheme: HttpToken | Literal[""] = "Bearer"  # "": the header carries the bare token
+    token_env: EnvName | None = None
+    token_file: Line | None = None
 
     def token(self) -> str | None:
         """Read the token from the environment or the file; None when neither is set."""
@@ -124,15 +121,15 @@ class Retry(Model):
 class Prometheus(Model):
     scrape_interval: PositiveSeconds = 15.0
     evaluation_interval: PositiveSeconds = 15.0
-    job: str = "canary-guard"
+    job: Line = "canary-guard"  # reaches PromQL (escaped) and scrape configs
 
 
 class Alertmanager(Model):
     group_wait: Seconds = 10.0
     group_interval: PositiveSeconds = 1 * 60.0
     repeat_interval: PositiveSeconds = 4 * 3600.0
-    webhook_url: str = "http://canary-guard-webhook:9112/alerts"
-    credentials_file: str = "/etc/alertmanager/secrets/canary-guard-webhook-token"
+    webhook_url: Url = "http://canary-guard-webhook:9112/alerts"
+    credentials_file: Line = "/etc/alertmanager/secrets/canary-guard-webhook-token"
 
 
 class Webhook(Model):
@@ -140,12 +137,15 @@ class Webhook(Model):
     # Repeat deliveries older than this are pruned from the database (0: keep everything).
     # Incidents, runs and attempts, and the notification that opened each incident, are kept.
     retention: Seconds = 30 * 86400.0
+    # At most this many repeat deliveries are kept (the oldest go first), whatever their age:
+    # storage stays bounded under any flood (about 1.1 KB each). 0: no limit.
+    max_deliveries: int = Field(default=200_000, ge=0)
     retry: Retry = Field(default_factory=Retry)
-    token_env: str = "CANARY_GUARD_WEBHOOK_TOKEN"
-    token_file: str | None = None
+    token_env: EnvName = "CANARY_GUARD_WEBHOOK_TOKEN"
+    token_file: Line | None = None
     # API key for HTTP actions against the service (disable_feature): read like auth.
-    service_token_env: str | None = None
-    service_token_file: str | None = None
+    service_token_env: EnvName | None = None
+    service_token_file: Line | None = None
 
 
 class Demo(Model):

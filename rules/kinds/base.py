@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, ClassVar
 from canary_guard.plan import Plan, Trigger
 
 from .. import names, notify, promql
-from ..humanize import value_placeholder
 from ..model import AlertRule, RecordingRule
+from ..templating import literal, plan_text, value_placeholder
 
 if TYPE_CHECKING:
     from ..cases import Cases
@@ -98,12 +98,15 @@ class Context:
     @property
     def runbook_url(self) -> str:
         # GitHub turns the heading "## CanaryErrorRateHigh" into the anchor #canaryerrorratehigh
-        return f"{self.plan.runbook_url}#{self.trigger.alert.lower()}"
+        return literal(f"{self.plan.runbook_url}#{self.trigger.alert.lower()}")
 
     def alert(self, expr: str, summary: str, description: str, *,
               labels: dict[str, str] | None = None, for_: float | None = None,
               keep_firing_for: float = 0.0) -> AlertRule:
-        """An alert rule of this trigger: the plan's summary/description win over the defaults."""
+        """An alert rule of this trigger: the plan's summary/description win over the defaults.
+
+        Everything but the plan's text is the unit's own: plan strings inside ``summary`` and
+        ``description`` (a job name, ...) must already be passed through ``literal``."""
         t = self.trigger
         return AlertRule(
             alert=t.alert,
@@ -111,12 +114,12 @@ class Context:
             for_=t.for_ if for_ is None else for_,
             labels={**self.labels, **(labels or {})},
             annotations={
-                "summary": t.summary or summary,
-                "description": t.description or description,
+                "summary": plan_text(t.summary) if t.summary else summary,
+                "description": plan_text(t.description) if t.description else description,
                 "runbook_url": self.runbook_url,
                 # read by the people's notification template (rules/notify.py)
                 "value": self.value,
-                "webhook_action": notify.action_summary(self.plan, t.action),
+                "webhook_action": literal(notify.action_summary(self.plan, t.action)),
             },
             keep_firing_for=keep_firing_for,
         )

@@ -10,8 +10,8 @@ from canary_guard.durations import format_duration
 
 from .. import names
 from ..model import AlertRule
-from ..promql import num, seconds_text
-from ..promtest import AlertCheck, Series, UnitTest, cumulative, encode, sel
+from ..promql import num, seconds_text, selector
+from ..promtest import AlertCheck, Series, UnitTest, cumulative, encode
 from .base import WHERE, Context, TriggerUnit
 
 if TYPE_CHECKING:
@@ -24,8 +24,8 @@ def latency_series(track: str, ep: str, lat: list[float | None]) -> list[Series]
     sums = [0 if x is None else x for x in lat]
     dur = contract.PROBE_DURATION
     return [
-        Series(sel(f"{dur}_count", track=track, endpoint=ep), encode(cumulative(counts))),
-        Series(sel(f"{dur}_sum", track=track, endpoint=ep), encode(cumulative(sums))),
+        Series(selector(f"{dur}_count", track=track, endpoint=ep), encode(cumulative(counts))),
+        Series(selector(f"{dur}_sum", track=track, endpoint=ep), encode(cumulative(sums))),
     ]
 
 

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 from canary_guard import contract
 
 from ..model import AlertRule
-from ..promtest import AlertCheck, Series, UnitTest, encode, sel
+from ..promql import selector
+from ..promtest import AlertCheck, Series, UnitTest, encode
 from .base import WHERE, Context, TriggerUnit
 
 if TYPE_CHECKING:
@@ -35,7 +36,7 @@ class NullStreak(TriggerUnit):
         thr = int(t.threshold)
         track, ep = ctx.tracks[0], plan.endpoints[0].name
         labels = {"track": track, "endpoint": ep}
-        series = sel(contract.NULL_STREAK, track=track, endpoint=ep)
+        series = selector(contract.NULL_STREAK, track=track, endpoint=ep)
         lead = 4
         hold = cases.steps(t.for_)
         # streak climbs one null per scrape to thr, then a good answer resets it

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 from canary_guard import contract
 
 from ..model import AlertRule
-from ..promtest import AlertCheck, Series, UnitTest, encode, sel
+from ..promql import selector
+from ..promtest import AlertCheck, Series, UnitTest, encode
 from .base import WHERE, Context, TriggerUnit
 
 if TYPE_CHECKING:
@@ -41,9 +42,10 @@ class PiiExposure(TriggerUnit):
         count = thr + 1
         vals: list[float | None] = [0] * lead + [count] * (n - lead + 1)
         email, ssn = contract.PII_KINDS[0], contract.PII_KINDS[1]
+        pii = contract.PII_EXPOSURES
         series = [
-            Series(sel(contract.PII_EXPOSURES, track=track, endpoint=ep, kind=email), encode(vals)),
-            Series(sel(contract.PII_EXPOSURES, track=track, endpoint=ep, kind=ssn), encode([0] * (n + 1))),
+            Series(selector(pii, track=track, endpoint=ep, kind=email), encode(vals)),
+            Series(selector(pii, track=track, endpoint=ep, kind=ssn), encode([0] * (n + 1))),
         ]
         word = "one PII exposure fires" if count == 1 else f"{count} PII exposures fire"
         return [UnitTest(

@@ -11,8 +11,9 @@ from canary_guard.plan import Plan, Trigger
 
 from .. import names
 from ..model import AlertRule
-from ..promql import num, tracks_matcher
-from ..promtest import AlertCheck, Series, UnitTest, cumulative, encode, sel
+from ..promql import num, selector, tracks_matcher
+from ..promtest import AlertCheck, Series, UnitTest, cumulative, encode
+from ..templating import literal
 from .base import WHERE, Context, TriggerUnit
 
 if TYPE_CHECKING:
@@ -48,7 +49,7 @@ class ProbesMissing(TriggerUnit):
     def alert_rules(self, ctx: Context) -> list[AlertRule]:
         plan, t = ctx.plan, ctx.trigger
         job = plan.prometheus.job
-        up_down = f'up{{job="{job}"}} == 0'
+        up_down = f'{selector("up", job=job)} == 0'
         age = probes_missing_after(plan, t)
         watched = self.watched(ctx)
         # one failed scrape, or a Prometheus that has not scraped yet, is not "missing"
@@ -56,7 +57,7 @@ class ProbesMissing(TriggerUnit):
         # a series still at 0 has not been probed since the exporter (re)started: not stale yet
         last = f"{contract.LAST_PROBE}{{{tracks_matcher(watched)}}}"
         absent = "\nor\n".join(
-            f'absent({contract.LAST_PROBE}{{{contract.TRACK}="{x}"}})' for x in watched
+            f"absent({selector(contract.LAST_PROBE, track=x)})" for x in watched
         )
         no_data = "No data is not a failure: this pages and never rolls back."
         return [
@@ -64,7 +65,7 @@ class ProbesMissing(TriggerUnit):
                 up_down,
                 "canary-guard exporter {{ $labels.instance }} is down",
                 "Prometheus cannot scrape the canary-guard exporter {{ $labels.instance }} "
-                f'(job "{job}"): there is no probe data, so no rollback trigger can fire. '
+                f'(job "{literal(job)}"): there is no probe data, so no rollback trigger can fire. '
                 f"{no_data} {ctx.then}",
                 labels={contract.REASON: EXPORTER_DOWN}, for_=hold,
             ),
@@ -81,8 +82,8 @@ class ProbesMissing(TriggerUnit):
                 else f"{absent}\nunless on () ({up_down})",
                 "no probe data for track {{ $labels.track }}",
                 f"Prometheus has no {contract.LAST_PROBE} for track {{{{ $labels.track }}}}: "
-                f'the exporter is not scraped (job "{job}") or does not probe this track. No data is '
-                f"not a failure: this pages and never rolls back. {ctx.then}",
+                f'the exporter is not scraped (job "{literal(job)}") or does not probe this track. '
+                f"{no_data} {ctx.then}",
                 labels={contract.REASON: ABSENT}, for_=hold,
             ),
         ]
@@ -91,18 +92,18 @@ class ProbesMissing(TriggerUnit):
         plan, t = ctx.plan, ctx.trigger
         track, ep = ctx.tracks[0], plan.endpoints[0].name
         s = cases.s
-        up = sel("up", job=plan.prometheus.job, instance=EXPORTER_INSTANCE)
+        up = selector("up", job=plan.prometheus.job, instance=EXPORTER_INSTANCE)
         age = probes_missing_after(plan, t)
         healthy = cases.steps(max(plan.windows()[:1] + [age])) + 4
         gap = cases.steps(age) + 4
         n = healthy + gap
         no_rollback = cases.rollback_alerts()
         others = [x for x in self.watched(ctx) if x != track]
-        last_probe = sel(contract.LAST_PROBE, track=track, endpoint=ep)
+        last_probe = selector(contract.LAST_PROBE, track=track, endpoint=ep)
         dur = contract.PROBE_DURATION
 
         def fresh(upto: int, after: str = "") -> list[Series]:
-            return [Series(sel(contract.LAST_PROBE, track=x, endpoint=ep),
+            return [Series(selector(contract.LAST_PROBE, track=x, endpoint=ep),
                            encode([i * s for i in range(upto + 1)]) + after) for x in others]
 
         # probes stop (the exporter is up but its probes hang): the last-probe time ages
@@ -111,8 +112,8 @@ class ProbesMissing(TriggerUnit):
             Series(up, encode([1] * (n + 1))),
             Series(last_probe, encode([i * s for i in range(healthy + 1)] + [healthy * s] * gap)),
             *cases.probe_series(track, ep, n, {contract.SUCCESS: [1] * healthy + [0] * gap}),
-            Series(sel(f"{dur}_count", track=track, endpoint=ep), encode(vals_count)),
-            Series(sel(f"{dur}_sum", track=track, endpoint=ep), encode([v * 0.1 for v in vals_count])),
+            Series(selector(f"{dur}_count", track=track, endpoint=ep), encode(vals_count)),
+            Series(selector(f"{dur}_sum", track=track, endpoint=ep), encode([v * 0.1 for v in vals_count])),
             *fresh(n),
         ]
         last = healthy * s

@@ -11,10 +11,11 @@ from typing import TYPE_CHECKING, ClassVar
 from canary_guard import contract
 
 from .. import names
-from ..humanize import stable
 from ..model import AlertRule
+from ..promql import labels as label_set
 from ..promql import num, pct
 from ..promtest import AlertCheck, ExprCheck, UnitTest
+from ..templating import stable
 from .base import Context, TriggerUnit
 
 if TYPE_CHECKING:
@@ -119,8 +120,8 @@ class RatioUnit(TriggerUnit):
                 cases.s, cases.probe_series(track, feat.name, n,
                                             {contract.SUCCESS: 1, contract.DISABLED: 20}),
                 [AlertCheck(at, t.alert, [])],
-                [ExprCheck(at, record + f'{{track="{track}",endpoint="{feat.name}"}}', [{
-                    "labels": record + f'{{endpoint="{feat.name}", track="{track}"}}',
+                [ExprCheck(at, record + label_set(track=track, endpoint=feat.name), [{
+                    "labels": record + label_set(endpoint=feat.name, track=track),
                     "value": int(self.shown(Fraction(0))),  # nothing failed: 0 errors, all available
                 }])],
             ))

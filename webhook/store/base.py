@@ -213,10 +213,11 @@ class Store(Protocol):
         """Record a decision (and queue ``action``) in one transaction; raises review.Stale."""
 
     # -- housekeeping
-    def prune(self, before: float) -> int:
-        """Delete repeat deliveries received before ``before``; incidents and runs are kept."""
+    def prune(self, before: float, keep: int = 0, batch: int = 2000) -> int:
+        """Delete repeat deliveries received before ``before`` or beyond the newest ``keep``;
+        incidents, runs and the notifications that opened incidents are kept."""
 
-    def start_background(self, retention: float) -> None:
+    def start_background(self, retention: float, keep: int = 0) -> None:
         """Start the housekeeping threads (pruning, and for SQLite checkpoints)."""
 
     def close(self) -> None: ...

@@ -467,24 +467,44 @@ class SQLStore(ReviewStore):
 
     # -- housekeeping ------------------------------------------------------------------------
 
-    def prune(self, before: float) -> int:
-        """Delete the notifications received before ``before`` and their alert rows, except
-        the notification that opened an incident. Incidents (the dedupe keys), runs and
-        attempts are never pruned: a still-firing alert from long ago must stay a duplicate.
-        Returns the number of notifications deleted."""
-        old = ("SELECT id FROM notifications WHERE received_at < ? "
-               "AND id NOT IN (SELECT notification_id FROM incidents)")
-        with self._write() as c:
-            c.execute(f"DELETE FROM alerts WHERE notification_id IN ({old})", (before,))
-            return c.execute(f"DELETE FROM notifications WHERE id IN ({old})", (before,)).rowcount
+    def prune(self, before: float, keep: int = 0, batch: int = 2000) -> int:
+        """Delete repeat deliveries (notifications and their alert rows): those received before
+        ``before``, and beyond the newest ``keep`` (0: no limit). The notification that opened
+        an incident is kept, as are incidents (the dedupe keys), runs and attempts: a
+        still-firing alert from long ago must stay a duplicate. Deletes in batches of ``batch``,
+        one short transaction each, so notifications are never held up for long. Returns the
+        number of notifications deleted."""
+        repeats = ("FROM notifications n WHERE NOT EXISTS "
+                   "(SELECT 1 FROM incidents i WHERE i.notification_id = n.id)")
+        below = None
+        if keep:
+            row = self._read().execute(f"SELECT n.id {repeats} ORDER BY n.id DESC LIMIT 1 OFFSET ?",
+                                       (keep - 1,)).fetchone()
+            below = row[0] if row else None
+        deleted = 0
+        while not self._stop.is_set():
+            with self._write() as c:
+                ids = [r[0] for r in c.execute(
+                    f"SELECT n.id {repeats} AND (n.received_at < ? OR n.id < ?) ORDER BY n.id LIMIT ?",
+                    (before, below if below is not None else -1, batch)).fetchall()]
+                if not ids:
+                    break
+                marks = ",".join("?" * len(ids))
+                c.execute(f"DELETE FROM alerts WHERE notification_id IN ({marks})", ids)
+                deleted += c.execute(f"DELETE FROM notifications WHERE id IN ({marks})", ids).rowcount
+            if len(ids) < batch:
+                break
+        return deleted
 
-    def start_pruner(self, retention: float, every: float = 3600.0) -> None:
-        """Prune what is older than ``retention`` seconds now, then every ``every`` seconds."""
+    def start_pruner(self, retention: float, keep: int = 0, every: float = 10.0) -> None:
+        """Prune what is older than ``retention`` seconds (0: no age limit) or beyond the newest
+        ``keep`` repeat deliveries, now and then every ``every`` seconds."""
 
         def loop() -> None:
             while True:
                 try:
-                    deleted = self.prune(time.time() - retention)
+                    before = time.time() - retention if retention else 0.0
+                    deleted = self.prune(before, keep)
                     if deleted:
                         log.info("pruned old deliveries", extra={"notifications": deleted})
                 except Exception as err:  # the database may be briefly away: next round retries
@@ -494,6 +514,6 @@ class SQLStore(ReviewStore):
 
         threading.Thread(target=loop, name="webhook-prune", daemon=True).start()
 
-    def start_background(self, retention: float) -> None:
-        if retention:
-            self.start_pruner(retention)
+    def start_background(self, retention: float, keep: int = 0) -> None:
+        if retention or keep:
+            self.start_pruner(retention, keep)

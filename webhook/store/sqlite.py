@@ -118,7 +118,13 @@ CREATE INDEX IF NOT EXISTS runs_due ON runs (priority, next_at, id) WHERE status
 CREATE INDEX IF NOT EXISTS runs_leased ON runs (lease_until) WHERE status = 'running';
 CREATE INDEX IF NOT EXISTS incidents_group ON incidents (coalesce_key, id)
     WHERE coalesce_key IS NOT NULL AND merged_into IS NULL;
+CREATE INDEX IF NOT EXISTS incidents_notification ON incidents (notification_id);
+CREATE INDEX IF NOT EXISTS alerts_notification ON alerts (notification_id);
 """
+# The WAL is copied into the database every half second; when it still grew past this (readers
+# kept it from being reset under a steady stream of writes), the next checkpoint waits for a
+# moment with no writer and truncates it. journal_size_limit trims what a reset leaves behind.
+WAL_LIMIT = 8 << 20
 
 
 class SQLiteStore(SQLStore):
@@ -163,6 +169,7 @@ class SQLiteStore(SQLStore):
             # of whichever request happens to cross the WAL size threshold.
             conn.execute(f"PRAGMA wal_autocheckpoint={0 if self._checkpointing else 1000}")
             conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute(f"PRAGMA journal_size_limit={WAL_LIMIT}")
             self._local.conn = conn
         return conn
 
@@ -187,18 +194,26 @@ class SQLiteStore(SQLStore):
         if conn is not None:
             conn.execute("PRAGMA wal_autocheckpoint=0")
 
+        wal = self.path + "-wal"
+
         def loop() -> None:
             while not self._stop.wait(interval):
                 try:
-                    self._conn().execute("PRAGMA wal_checkpoint(PASSIVE)")
-                except sqlite3.Error:
+                    conn = self._conn()
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                    if os.path.getsize(wal) > WAL_LIMIT:
+                        # Under the process write lock no writer of ours is in the way; readers
+                        # are short, and SQLite's busy handler waits for them.
+                        with self._lock:
+                            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                except (sqlite3.Error, OSError):
                     pass  # busy or closing: the next round catches up
 
         threading.Thread(target=loop, name="webhook-checkpoint", daemon=True).start()
 
-    def start_background(self, retention: float) -> None:
+    def start_background(self, retention: float, keep: int = 0) -> None:
         self.start_checkpointer()
-        super().start_background(retention)
+        super().start_background(retention, keep)
 
     def close(self) -> None:
         self._stop.set()

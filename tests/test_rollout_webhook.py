@@ -1,0 +1,89 @@
+"""A rollback by the webhook stops the rollout: the real webhook runs the real kubectl against the
+fake API server, the rollout sees the run in the webhook's /api/actions, sets the weight to 0
+and stops, without an undo of its own."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import httpx
+import yaml
+from conftest import CLI, Processes, free_port, need_binary
+from kube_fake import FakeCluster, serve
+from webhook_helpers import AUTH, alert, notification, plan_data
+
+from canary_guard.plan import parse_plan
+
+NS = "recoveryos"
+ROLE = [
+    {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses"], "verbs": ["get", "patch"]},
+    {"apiGroups": ["apps"], "resources": ["deployments"], "resourceNames": ["recoveryos"],
+     "verbs": ["get", "patch"]},
+    {"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": ["list"]},
+]
+
+
+def test_a_webhook_rollback_stops_the_rollout_with_one_undo(tmp_path):
+    kubectl = need_binary("kubectl")
+    cluster = FakeCluster(NS, "recoveryos", ROLE)
+    cluster.add({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+                 "metadata": {"name": "recoveryos-canary"}, "spec": {}})
+    server, api = serve(cluster)
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "fake",
+        "clusters": [{"name": "fake", "cluster": {"server": api}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "u"}}]}))
+    wport, rport = free_port(), free_port()
+    webhook = f"http://127.0.0.1:{wport}"
+    data = plan_data()
+    data["actions"]["rollback"]["kubectl"] = kubectl
+    data["rollout"] = {"weight": {"kind": "ingress_nginx_weight", "ingress": "recoveryos-canary",
+                                  "namespace": NS, "kubectl": kubectl},
+                       "rollback": "rollback", "watch_interval": "1s", "webhook": {"url": webhook}}
+    parse_plan(data)
+    plan_file = tmp_path / "plan.yaml"
+    plan_file.write_text(yaml.safe_dump(data, sort_keys=False))
+    env = {"KUBECONFIG": str(kubeconfig), "HOME": str(tmp_path), "CANARY_GUARD_WEBHOOK_TOKEN": AUTH[
+        "Authorization"].removeprefix("Bearer ")}
+    (tmp_path / "logs").mkdir()
+    procs = Processes(tmp_path / "logs")
+    nowhere = f"http://127.0.0.1:{free_port()}"  # no Prometheus: reported, stops nothing
+    try:
+        procs.start([*CLI, "webhook", "--plan", str(plan_file), "--listen", f"127.0.0.1:{wport}", "--db",
+                     str(tmp_path / "webhook.db")], "webhook", ready_url=f"{webhook}/healthz", env=env,
+                    timeout=30)
+        rollout = procs.start([*CLI, "rollout", "run", "--plan", str(plan_file), "--prometheus", nowhere,
+                               "--state-dir", str(tmp_path / "state"), "--listen", f"127.0.0.1:{rport}",
+                               "--time-scale", "0.01"], "rollout", ready_url=f"http://127.0.0.1:{rport}/healthz",
+                              env=env, timeout=30)
+        control = f"http://127.0.0.1:{rport}"
+        deadline = time.monotonic() + 60
+        while httpx.get(f"{control}/status", timeout=10).json()["step"] != "wait":
+            assert time.monotonic() < deadline, procs.log("rollout")
+            time.sleep(0.1)
+        time.sleep(1.5)  # a look or two at the webhook, which has run nothing yet
+        assert rollout.poll() is None
+        doc = httpx.get(f"{control}/status", timeout=10).json()
+        assert any("Prometheus" in e for e in doc["watch_errors"]), doc["watch_errors"]
+
+        resp = httpx.post(f"{webhook}/alerts", json=notification(alert()), headers=AUTH, timeout=10)
+        assert resp.status_code == 200, resp.text
+        assert rollout.wait(timeout=60) == 3, procs.log("rollout")
+    finally:
+        procs.stop_all()
+        server.shutdown()
+    weights = [p["metadata"]["annotations"]["nginx.ingress.kubernetes.io/canary-weight"]
+               for res, _, _, p in cluster.changes if res == "ingresses"]
+    assert weights == ["5", "0"]
+    assert len(cluster.patches) == 1  # the webhook's undo; the rollout added none
+    state = json.loads((tmp_path / "state" / "state.json").read_text())
+    assert state["status"] == "stopped" and state["weight"] == 0
+    assert state["rollback"]["source"] == "webhook"
+    assert "the webhook ran rollback" in state["rollback"]["reason"]
+    audit = (tmp_path / "state" / "audit.jsonl").read_text().splitlines()
+    events = [json.loads(line)["event"] for line in audit]
+    assert "watch_errors" in events and "webhook_rollback_seen" in events
+    assert "rollback_action_start" not in events
