@@ -106,6 +106,12 @@ def run(args: argparse.Namespace) -> int:
     if not token:
         log.warning("authentication is DISABLED (--insecure-no-auth): anyone who can reach "
                     "this port can trigger rollbacks")
+    if not args.alertmanager:
+        log.warning("no --alertmanager: a failed action is shown on the page and /healthz, but no "
+                    "CanaryGuardActionFailed alert tells anyone")
+    if not args.users:
+        log.warning("no --users: only Alertmanager's token can read the page and /api/*, and nobody "
+                    "can decide on incidents")
     services = state(app)
     for rid in services.recovered:
         log.warning("marked needs_review after restart", extra={"run": rid})
