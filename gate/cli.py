@@ -13,17 +13,13 @@ import sys
 import time
 
 from canary_guard.cli import add_plan_argument, plan_from_args
-from canary_guard.durations import format_duration, parse_duration
+from canary_guard.durations import format_duration, parse_seconds_or_duration
 
 
 def duration_arg(text: str) -> float:
     """A Prometheus duration ("5m", "200ms") or bare seconds ("0.5") for argparse."""
     try:
-        return parse_duration(float(text))
-    except ValueError:
-        pass
-    try:
-        return parse_duration(text)
+        return parse_seconds_or_duration(text)
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
 
@@ -168,8 +164,9 @@ def render(report) -> str:
     ]
     rows = []
     for c in report.criteria:
+        mark = "BREACH (shared)" if c.shared else _MARK[c.verdict]
         rows.append([c.name, fmt_value(c.value, c.unit), f"{c.op} {fmt_value(c.threshold, c.unit)}",
-                     str(c.probes), _MARK[c.verdict], c.detail])
+                     str(c.probes), mark, c.detail])
     t = report.timing
     if t["required"] is not None:
         elapsed = format_duration(round(t["elapsed"])) if t["elapsed"] is not None else "-"

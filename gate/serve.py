@@ -130,32 +130,23 @@ def create_app(plan, prometheus: str, timeout: float = 10.0) -> Flask:
         return {"canary": f"{body['namespace']}/{body['name']}", "type": body.get("type", ""),
                 "source": source}
 
-    def flagger_answer(hook: str, go: bool, report) -> Response:
-        doc = {"hook": hook, "go": go, "decision": report.decision, "reasons": report.reasons,
-               "report": report_json(report)}
-        resp = jsonify(doc)
+    # Flagger's hooks: which decisions let Flagger go on (promote, roll back, pass the check)
+    hooks = {"confirm-promotion": ("promote",), "rollback": ("rollback",), "check": ("promote", "hold")}
+
+    def flagger_hook(hook: str) -> Response:
+        payload = flagger_payload()
+        report = decide(payload["source"], last_timed)
+        go = report.decision in hooks[hook]
+        log.info(f"flagger {hook}", extra={"canary": payload["canary"], "decision": report.decision,
+                                            "go": go})
+        resp = jsonify({"hook": hook, "go": go, "decision": report.decision, "reasons": report.reasons,
+                        "report": report_json(report)})
         resp.status_code = 200 if go else (409 if report.decision == "rollback" else 412)
         return resp
 
-    @app.post("/flagger/confirm-promotion")
-    def confirm_promotion():
-        hook = flagger_payload()
-        report = decide(hook["source"], last_timed)
-        log.info("flagger confirm-promotion", extra={"canary": hook["canary"], "decision": report.decision})
-        return flagger_answer("confirm-promotion", report.decision == "promote", report)
-
-    @app.post("/flagger/rollback")
-    def rollback():
-        hook = flagger_payload()
-        report = decide(hook["source"], last_timed)
-        log.info("flagger rollback", extra={"canary": hook["canary"], "decision": report.decision})
-        return flagger_answer("rollback", report.decision == "rollback", report)
-
-    @app.post("/flagger/check")
-    def check():
-        hook = flagger_payload()
-        report = decide(hook["source"], last_timed)
-        return flagger_answer("check", report.decision != "rollback", report)
+    for hook in hooks:
+        app.add_url_rule(f"/flagger/{hook}", f"flagger_{hook}", methods=["POST"],
+                         view_func=lambda hook=hook: flagger_hook(hook))
 
     return app
 

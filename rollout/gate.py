@@ -79,13 +79,15 @@ class GateProcess:
 class GateService:
     """``GET {url}/gate?phase=N&since=T`` of a running ``canary-guard gate serve``."""
 
-    def __init__(self, url: str, timeout: float, client: httpx.Client | None = None):
+    def __init__(self, url: str, timeout: float, client: httpx.Client | None = None,
+                 params: dict[str, str] | None = None):
         self.url = url.rstrip("/")
         self.timeout = timeout
         self.client = client or httpx.Client(follow_redirects=False)
+        self.params = dict(params or {})  # more of gate serve's query: track, baseline, window, at
 
     def decide(self, phase: int, since: float | None) -> Decision:
-        params: dict[str, str] = {"phase": str(phase)}
+        params: dict[str, str] = {**self.params, "phase": str(phase)}
         if since is not None:
             params["since"] = f"{since:.3f}"
         try:

@@ -181,9 +181,26 @@ def test_gate_rollback_sets_weight_zero_then_runs_the_rollback_action_once(tmp_p
     assert (tmp_path / "rollback.log").read_text() == "undo\n"
 
 
+def test_a_weight_that_cannot_go_to_zero_still_runs_the_rollback_and_says_so(tmp_path):
+    class NoZero(Weights):
+        def __call__(self, spec, weight, previous=None, *, phase="", client=None):
+            if weight == 0:
+                return Applied(False, 0, None, "ingress: connection refused")
+            return super().__call__(spec, weight, previous, phase=phase)
+
+    r = engine(make_plan(tmp_path), tmp_path, ScriptedGate({1: ["rollback"]}), NoZero())
+    assert r.run() == 3
+    assert (tmp_path / "rollback.log").read_text() == "undo\n"  # the undo still ran
+    assert r.state.weight == 5 and "connection refused" in r.state.rollback["weight_error"]
+    assert events(r).count("weight_failed") == 3
+    from canary_guard.rollout.cli import render_status
+
+    assert "the weight could NOT be set to 0: ingress: connection refused" in render_status(r.snapshot())
+
+
 def test_a_webhook_rollback_stops_the_rollout_without_a_second_undo(tmp_path):
     plan, weights, watch = make_plan(tmp_path), Weights(), StubWatch()
-    r = engine(plan, tmp_path, ScriptedGate(), weights, watch=watch)
+    r = engine(plan, tmp_path, ScriptedGate({2: ["hold"]}), weights, watch=watch)  # stays in phase 2
     t, out = run_in_thread(r)
     wait_for(lambda: r.state.phase == 1 and r.state.step == WAIT, "phase 2")
     watch.seen = Sighting("webhook", "the webhook ran rollback (run 7, succeeded) for CanaryErrorRateHigh")
@@ -208,17 +225,26 @@ def test_a_gate_rollback_leaves_the_undo_to_a_webhook_already_rolling_back(tmp_p
 
 
 def test_restart_mid_phase_neither_reapplies_nor_skips(tmp_path):
-    plan, weights = make_plan(tmp_path), Weights()
-    first = engine(plan, tmp_path, ScriptedGate(), weights, scale=0.0008)  # 2.9 s phases
+    class Stuck(ScriptedGate):  # phase 2's gate never answers: the rollout dies in phase 2
+        release = threading.Event()
+
+        def decide(self, phase, since):
+            if phase == 2:
+                self.release.wait(DEADLINE)
+                return Decision("hold", ["gone"])
+            return super().decide(phase, since)
+
+    plan, weights, gate = make_plan(tmp_path), Weights(), Stuck()
+    first = engine(plan, tmp_path, gate, weights, scale=0.0008)  # 2.9 s phases
     t, _ = run_in_thread(first)
     wait_for(lambda: first.state.phase == 1 and first.state.step == WAIT, "phase 2")
     started = first.state.phase_started
     first.store.unlock()  # what the kernel does when the process dies
     saved = json.loads((tmp_path / "state" / "state.json").read_text())
     assert saved["phase"] == 1 and saved["step"] == WAIT and saved["phase_started"] == started
-    # a new process on the same directory (the old thread keeps running but no longer matters)
-    first.state.status = "aborted"  # stop the old loop without touching the files
-    first.wake.set()
+    # the old loop stops without acting (it saves once more: the file is put back as it was)
+    first.state.status = "aborted"
+    gate.release.set()
     t.join(DEADLINE)
     (tmp_path / "state" / "state.json").write_text(json.dumps(saved))
     weights2, gate2 = Weights(), ScriptedGate()
@@ -226,6 +252,7 @@ def test_restart_mid_phase_neither_reapplies_nor_skips(tmp_path):
     second.open()
     assert second.state.phase_started == started and second.scale == 0.0008
     assert second.run() == 0
+    assert weights.applied == [5, 10]
     assert weights2.applied == [25, 50, 100]  # phase 2's 10% was not applied again, none skipped
     assert gate2.calls[0] == (2, started)  # phase 2 kept its start
     resumed = next(e for e in second.store.audit_trail() if e["event"] == "resumed")
@@ -315,7 +342,7 @@ def test_rollback_actions_are_the_undos_and_sequences_holding_one(tmp_path):
 
 def test_control_port_cli_and_metrics(tmp_path):
     plan = make_plan(tmp_path, approval=["phase_2"])
-    r = engine(plan, tmp_path, ScriptedGate())
+    r = engine(plan, tmp_path, ScriptedGate({3: ["hold"]}))  # it stays in phase 3 until the abort
     port = free_port()
     server = make_server(r, "127.0.0.1", port, token="s3cret")
     serve_in_background(server)

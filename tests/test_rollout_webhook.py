@@ -8,7 +8,9 @@ import json
 import time
 
 import httpx
+import pytest
 import yaml
+from canary_guard.rollout.watch import WebhookWatch
 from conftest import CLI, Processes, free_port, need_binary
 from kube_fake import FakeCluster, serve
 from webhook_helpers import AUTH, alert, notification, plan_data
@@ -89,3 +91,59 @@ def test_a_webhook_rollback_stops_the_rollout_with_one_undo(tmp_path):
     events = [json.loads(line)["event"] for line in audit]
     assert "watch_errors" in events and "webhook_rollback_seen" in events
     assert "rollback_action_start" not in events
+
+
+@pytest.mark.e2e
+def test_a_firing_rollback_alert_in_prometheus_is_seen(tmp_path):
+    """The other source: ALERTS in a real Prometheus. A firing alert whose action rolls back is
+    seen; a pending one, or one that only pages, is not."""
+    prometheus = need_binary("prometheus")
+    (tmp_path / "logs").mkdir()
+    rules = {"groups": [{"name": "t", "interval": "1s", "rules": [
+        {"alert": "CanaryErrorRateHigh", "expr": "vector(1)",
+         "labels": {"action": "rollback", "track": "canary", "endpoint": "edge_ai"}},
+        {"alert": "CanaryLatencyHigh", "expr": "vector(1)", "labels": {"action": "page", "track": "canary"}},
+        {"alert": "CanaryPIIExposure", "expr": "vector(1)", "for": "1h",
+         "labels": {"action": "emergency_rollback", "track": "canary"}},
+    ]}]}
+    (tmp_path / "rules.yml").write_text(yaml.safe_dump(rules))
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(
+        {"global": {"evaluation_interval": "1s"}, "rule_files": [str(tmp_path / "rules.yml")]}))
+    port = free_port()
+    prom = f"http://127.0.0.1:{port}"
+    procs = Processes(tmp_path / "logs")
+    data = plan_data()
+    data["rollout"] = {"weight": {"kind": "command", "argv": ["true"]}, "rollback": "rollback"}
+    plan = parse_plan(data)
+    try:
+        procs.start([prometheus, f"--config.file={tmp_path / 'prometheus.yml'}",
+                     f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address=127.0.0.1:{port}"],
+                    "prometheus", ready_url=f"{prom}/-/ready", timeout=60)
+        watch = WebhookWatch(plan, prom)
+        deadline = time.monotonic() + 60
+        seen = None
+        while seen is None and time.monotonic() < deadline:
+            seen = watch.look(0)
+            time.sleep(0.5)
+        assert seen is not None and seen.source == "alerts", watch.errors
+        expected = "CanaryErrorRateHigh is firing (track=canary, endpoint=edge_ai) with action rollback"
+        assert expected in seen.detail
+        # the emergency rollback is only pending (for: 1h), the page is no rollback
+        alerts = httpx.get(f"{prom}/api/v1/alerts", timeout=10).json()["data"]["alerts"]
+        states = {a["labels"]["alertname"]: a["state"] for a in alerts}
+        assert states == {"CanaryErrorRateHigh": "firing", "CanaryLatencyHigh": "firing",
+                          "CanaryPIIExposure": "pending"}
+        only_page = parse_plan({**data, "triggers": [t for t in data["triggers"] if t["action"] == "page"],
+                                "actions": {k: v for k, v in data["actions"].items() if k == "page"},
+                                "rollout": {"weight": {"kind": "command", "argv": ["true"]}}})
+        assert WebhookWatch(only_page, prom).look(0) is None
+        assert WebhookWatch(plan.model_copy(update={"rollout": plan.rollout.model_copy(
+            update={"watch_alerts": False})}), prom).look(0) is None
+        # and this Prometheus holds no probe data at all: gate serve holds, with a non-2xx status
+        from canary_guard.gate.serve import create_app
+
+        resp = create_app(plan, prom).test_client().get("/gate?phase=1")
+        assert resp.status_code == 503 and resp.get_json()["decision"] == "hold"
+        assert {c["verdict"] for c in resp.get_json()["criteria"]} == {"insufficient"}
+    finally:
+        procs.stop_all()

@@ -10,6 +10,8 @@ import sys
 
 from canary_guard.cli import add_plan_argument, plan_from_args
 
+from .config import BODY_TIMEOUT, CONNECTION_LIMIT, HEADER_TIMEOUT, IDLE_TIMEOUT, MAX_PER_CLIENT
+
 log = logging.getLogger("webhook")
 
 DEFAULT_DB = "./canary-guard-webhook.db"
@@ -35,6 +37,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=1,
                         help="threads running actions of any kind (default 1), besides the one "
                              "thread that runs only rollbacks")
+    parser.add_argument("--header-timeout", type=float, default=HEADER_TIMEOUT, metavar="SECONDS",
+                        help="a request's headers must arrive within this (from its first byte, or "
+                             f"from the accept for a connection's first request; default {HEADER_TIMEOUT:g})")
+    parser.add_argument("--body-timeout", type=float, default=BODY_TIMEOUT, metavar="SECONDS",
+                        help=f"and its body within this after them (default {BODY_TIMEOUT:g})")
+    parser.add_argument("--idle-timeout", type=float, default=IDLE_TIMEOUT, metavar="SECONDS",
+                        help="close a keep-alive connection idle this long (default "
+                             f"{IDLE_TIMEOUT:g}: longer than Alertmanager's own 90)")
+    parser.add_argument("--max-connections-per-client", type=int, default=MAX_PER_CLIENT, metavar="N",
+                        help=f"connections one client address may hold (default {MAX_PER_CLIENT})")
+    parser.add_argument("--connection-limit", type=int, default=CONNECTION_LIMIT, metavar="N",
+                        help=f"connections in all (default {CONNECTION_LIMIT})")
     people = parser.add_argument_group("people (operators, escalation)")
     people.add_argument("--users", metavar="FILE", default=os.environ.get(USERS_ENV) or None,
                         help="operators and read-only viewers: NAME ROLE CREDENTIAL lines with salted "
@@ -68,10 +82,10 @@ def parse_listen(text: str) -> tuple[str, int]:
 
 def run(args: argparse.Namespace) -> int:
     from prometheus_client import disable_created_metrics
-    from waitress import create_server
 
     from .app import create_app, shutdown, state
     from .config import ConfigError, WebhookConfig, read_token
+    from .frontdoor import create_front_door
     from .store import StoreLocked, StoreUnavailable
     from .store.base import redact
 
@@ -84,6 +98,11 @@ def run(args: argparse.Namespace) -> int:
         token = read_token(plan)
         if not 1 <= args.lease <= 3600:
             raise ValueError("--lease: must be between 1 and 3600 seconds")
+        for name in ("header_timeout", "body_timeout", "idle_timeout"):
+            if not 0 < getattr(args, name) <= 3600:
+                raise ValueError(f"--{name.replace('_', '-')}: must be above 0 and at most 3600 seconds")
+        if args.max_connections_per_client < 1 or args.connection_limit < 1:
+            raise ValueError("--max-connections-per-client and --connection-limit: must be at least 1")
         for url in [*args.alertmanager, *([args.external_url] if args.external_url else [])]:
             if not url.startswith(("http://", "https://")):
                 raise ValueError(f"{url!r}: --alertmanager and --external-url take http(s):// URLs")
@@ -113,14 +132,12 @@ def run(args: argparse.Namespace) -> int:
         log.warning("no --users: only Alertmanager's token can read the page and /api/*, and nobody "
                     "can decide on incidents")
     services = state(app)
-    for rid in services.recovered:
-        log.warning("marked needs_review after restart", extra={"run": rid})
 
-    server = create_server(
-        app, host=host, port=port, threads=args.threads, ident="canary-guard",
-        # The receiver answers 413 with a JSON error up to 4x the limit; beyond that waitress does.
-        max_request_body_size=4 * config.max_body, connection_limit=1000, backlog=2048,
-        channel_timeout=30, clear_untrusted_proxy_headers=True,
+    server = create_front_door(
+        app, host, port, threads=args.threads, max_body=config.max_body,
+        header_timeout=args.header_timeout, body_timeout=args.body_timeout,
+        idle_timeout=args.idle_timeout, max_per_client=args.max_connections_per_client,
+        connection_limit=args.connection_limit,
     )
 
     def stop(signum, frame):  # noqa: ARG001

@@ -11,6 +11,13 @@ from canary_guard.plan import Plan
 DEFAULT_DB = "./canary-guard-webhook.db"
 MAX_BODY = 1 << 20  # 1 MiB: a notification with 1,000 alerts is far below it
 
+# The front door (frontdoor.py): how long a request may take to arrive, how many connections.
+HEADER_TIMEOUT = 10.0
+BODY_TIMEOUT = 30.0
+IDLE_TIMEOUT = 120.0  # Alertmanager (Go's http.Transport) drops idle connections after 90 s
+MAX_PER_CLIENT = 64
+CONNECTION_LIMIT = 4096
+
 
 @dataclass
 class WebhookConfig:
