@@ -2,9 +2,10 @@
 real Alertmanager, stays until an operator decides in a real browser, and "roll back now" runs
 exactly one ``kubectl rollout undo`` recorded with the operator's name.
 
-The demo's stack (canary_guard.demo.stack) at demo timings, with the shipped plan changed in two
-places: the null-streak trigger disables the endpoint's feature (instead of rolling back), and
-the service lacks the feature-flag route (the disable answers 404): the issue's scenario.
+The demo's stack (canary_guard.demo.stack) at demo timings, with the shipped plan changed: the
+null-streak trigger disables the endpoint's feature (instead of rolling back), the service lacks
+the feature-flag route (the disable answers 404: the issue's scenario), and no availability
+trigger (nulls would make it roll back first).
 Chromium is Debian's, driven by Playwright (never `playwright install`).
 """
 
@@ -32,6 +33,9 @@ REACH = 30.0  # the issue's bound: failure to both sinks, at demo timings
 
 def people_plan():
     data = yaml.safe_load(default_plan_path().read_text())
+    # null answers also lower the track's availability: its rollback would take the cooldown
+    # the operator's "roll back now" needs (which the cooldown then rightly refuses)
+    data["triggers"] = [t for t in data["triggers"] if t["name"] != "availability"]
     for t in data["triggers"]:
         if t["name"] == "null_streak":
             t["action"] = "disable_feature"
