@@ -304,8 +304,9 @@ def measure_blackbox(procs: Procs, tmp: Path, target: str, n: int, rate: float, 
 def render_time(n: int = 10_000, repeat: int = 7) -> dict:
     """In-process /metrics at n series: render (wall and CPU), and what a probe pays for it."""
     sys.path.insert(0, str(ROOT))
-    from canary_guard.exporter.judge import ProbeOutcome
     from canary_guard.exporter.metrics import Metrics
+
+    from canary_guard.judge import ProbeOutcome
 
     m = Metrics("bench", "bench")
     for i in range(n):

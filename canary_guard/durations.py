@@ -105,6 +105,11 @@ def format_duration(seconds: float) -> str:
     return "".join(out)
 
 
+def human_seconds(seconds: float) -> str:
+    """A measured latency for people: ``12ms``, ``450ms``, ``1.4s``."""
+    return f"{seconds * 1000:.0f}ms" if seconds < 1 else f"{seconds:.3g}s"
+
+
 def parse_seconds_or_duration(text: str) -> float:
     """For command-line flags: bare seconds ("0.5", "15") or a Prometheus duration ("500ms")."""
     if re.fullmatch(r"[0-9]+(\.[0-9]+)?|\.[0-9]+", text.strip()):

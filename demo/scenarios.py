@@ -113,7 +113,8 @@ def _scenario(plan: Plan, trig: Trigger, ep: str) -> Scenario:
         )
     if trig.kind == "latency_avg":
         thr = trig.threshold or 1.0
-        ceiling = 0.9 * plan.probe.timeout  # an answer slower than the timeout is an error, not a latency
+        timeout = plan.endpoint_timeout(plan.endpoint(ep) or plan.endpoints[0])
+        ceiling = 0.9 * timeout  # an answer slower than the timeout is an error, not a latency
         latency_ms = math.ceil(1000 * min(1.5 * thr, (thr + ceiling) / 2))
         note = ""
         if trig.for_:
@@ -121,7 +122,7 @@ def _scenario(plan: Plan, trig: Trigger, ep: str) -> Scenario:
                     "(`for`) before this trigger fires")
         infeasible = ""
         if latency_ms / 1000 <= thr * 1.02:
-            infeasible = (f"the probe timeout ({_secs(plan.probe.timeout)}) leaves no room above the "
+            infeasible = (f"the probe timeout ({_secs(timeout)}) leaves no room above the "
                           f"latency threshold ({_secs(thr)}): a slower answer is a timeout (an error), "
                           "not a latency sample, so this trigger cannot fire with these settings; "
                           "raise demo.probe_timeout well above the threshold")

@@ -24,7 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--interval", default=None, metavar="S",
                         help="probe interval per endpoint, e.g. 15s or 0.5 (default: plan)")
     parser.add_argument("--timeout", default=None, metavar="S",
-                        help="per-probe timeout; may exceed the interval, the next tick is then "
+                        help="probe timeout of the endpoints without their own (replaces "
+                             "probe.timeout); may exceed the interval, the next tick is then "
                              "skipped (default: plan)")
     parser.add_argument("--shard", default=None, metavar="K/N",
                         help="probe only shard K of N (0 <= K < N) of the (track, endpoint) pairs, "

@@ -2,11 +2,12 @@
 
 Each pair ("job") has a timer on the event loop (``loop.call_at``), spread evenly over the
 interval at start (plus a little jitter) so that 10,000 jobs do not fire at once. At each
-tick the job's probe starts as its own task with its own timeout, so a slow or hung endpoint
-never delays another. A tick never piles up probes: when the previous probe of the same job
-is still running (or waiting for a concurrency slot), the tick is skipped and counted
-(``canary_probe_skipped_total{reason="busy"}``); this is also what happens when
-``probe.timeout`` exceeds ``probe.interval`` and an endpoint answers slowly: its answer is
+tick the job's probe starts as its own task with its own timeout (the endpoint's, else the
+plan's probe.timeout), so a slow or hung endpoint never delays another. A tick never piles up
+probes: when the previous probe of the same job is still running (or waiting for a
+concurrency slot), the tick is skipped and counted
+(``canary_probe_skipped_total{reason="busy"}``); this is also what happens when a
+timeout exceeds ``probe.interval`` and an endpoint answers slowly: its answer is
 measured, not cut off at the interval. Concurrency is bounded by ``probe.concurrency``.
 
 A 429 is error reason ``rate_limited`` and the job backs off: no probe before Retry-After
@@ -26,9 +27,10 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from .judge import judge
+from canary_guard.judge import judge
+from canary_guard.probe import MAX_RETRY_AFTER, ProbeRequest, probe
+
 from .metrics import Metrics, Series
-from .probe import MAX_RETRY_AFTER, ProbeRequest, probe
 
 log = logging.getLogger("canary_guard.exporter")
 
@@ -50,12 +52,11 @@ class Job:
 
 class Scheduler:
     def __init__(self, jobs: list[Job], session: aiohttp.ClientSession, metrics: Metrics, *,
-                 interval: float, timeout: float, max_body: int, concurrency: int):
+                 interval: float, max_body: int, concurrency: int):
         self.jobs = jobs
         self.session = session
         self.metrics = metrics
         self.interval = interval
-        self.timeout = timeout
         self.max_body = max_body
         self._sem = asyncio.Semaphore(concurrency)
         self._tasks: set[asyncio.Task] = set()
@@ -95,7 +96,7 @@ class Scheduler:
             async with self._sem:
                 self.metrics.inflight += 1
                 try:
-                    result = await probe(self.session, req, self.timeout, self.max_body)
+                    result = await probe(self.session, req, req.timeout, self.max_body)
                 finally:
                     self.metrics.inflight -= 1
             outcome = judge(result, req.required_fields, req.method)

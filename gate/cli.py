@@ -164,8 +164,9 @@ def render(report) -> str:
     ]
     rows = []
     for c in report.criteria:
+        mark = "BREACH (shared)" if c.shared else _MARK[c.verdict]
         rows.append([c.name, fmt_value(c.value, c.unit), f"{c.op} {fmt_value(c.threshold, c.unit)}",
-                     str(c.probes), _MARK[c.verdict], c.detail])
+                     str(c.probes), mark, c.detail])
     t = report.timing
     if t["required"] is not None:
         elapsed = format_duration(round(t["elapsed"])) if t["elapsed"] is not None else "-"

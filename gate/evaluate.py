@@ -36,6 +36,8 @@ class Criterion:
     verdict: str
     needed: int | None = None  # probes that would show the criterion, when insufficient
     detail: str = ""
+    baseline_verdict: str | None = None  # the same criterion on the baseline track, if compared
+    shared: bool = False  # breached here and not shown to hold on the baseline: not the release's
 
 
 @dataclass
@@ -216,9 +218,26 @@ def _secs(v: float) -> str:
 # --- canary versus baseline ----------------------------------------------------------------
 
 
-def compare(plan: Plan, canary: dict[str, Series], baseline: dict[str, Series]) -> list[Comparison]:
-    """Per endpoint: latency (Mann-Whitney on buckets) and failures (Fisher), Holm-corrected."""
+def latency_abs_margin(plan: Plan, criteria: Criteria) -> float:
+    """Seconds a latency regression must add at least: the plan's, else 5% of the p95 objective."""
+    if plan.analysis.latency_abs_margin is not None:
+        return plan.analysis.latency_abs_margin
+    return 0.05 * criteria.p95_latency
+
+
+def compare(plan: Plan, canary: dict[str, Series], baseline: dict[str, Series],
+            criteria: Criteria | None = None) -> list[Comparison]:
+    """Per endpoint: latency (Mann-Whitney on buckets) and failures (Fisher), Holm-corrected.
+
+    A regression needs significance and practical size, relative and absolute both: the
+    canary's median at least ``latency_margin`` slower (or Cliff's delta at least
+    ``latency_effect``) and at least ``latency_abs_margin`` slower in median or mean; a failure
+    ratio at least ``error_margin`` higher and at least ``error_abs_margin`` more failures than
+    the baseline's ratio predicts. Two identical builds differ by noise, which is significant
+    now and then (and a few milliseconds across a histogram bucket boundary always are).
+    """
     a = plan.analysis
+    abs_latency = latency_abs_margin(plan, criteria or plan.slos)
     rows: list[Comparison] = []
     tested: list[tuple[Comparison, Series, Series]] = []
     for ep in plan.endpoints:
@@ -239,9 +258,14 @@ def compare(plan: Plan, canary: dict[str, Series], baseline: dict[str, Series]) 
             rt = stats.mann_whitney_binned(cb, bb, confidence=conf)
             mc = stats.histogram_quantile(0.5, cs.sorted_buckets())
             mb = stats.histogram_quantile(0.5, bs.sorted_buckets())
+            mean_c = cs.latency_sum / cs.latency_count if cs.latency_count else None
+            mean_b = bs.latency_sum / bs.latency_count if bs.latency_count else None
             row.latency = {
                 "canary_median": mc, "baseline_median": mb,
                 "median_change": (mc / mb - 1) if mc is not None and mb else None,
+                "median_difference": (mc - mb) if mc is not None and mb is not None else None,
+                "mean_difference": (mean_c - mean_b) if mean_c is not None and mean_b is not None
+                else None,
                 "u": rt.u, "z": rt.z, "p": rt.p_greater,
                 "superiority": rt.superiority, "cliffs_delta": rt.cliffs_delta,
                 "cliffs_delta_ci": list(rt.delta_ci), "probes": [rt.n1, rt.n2],
@@ -253,6 +277,7 @@ def compare(plan: Plan, canary: dict[str, Series], baseline: dict[str, Series]) 
             "canary_failures": fc, "canary_probes": nc, "canary_ratio": fc / nc,
             "baseline_failures": fb, "baseline_probes": nb, "baseline_ratio": fb / nb,
             "difference": fc / nc - fb / nb, "difference_ci": [lo, hi],
+            "excess_failures": fc - nc * fb / nb,
             "p": stats.fisher_greater(fc, nc, fb, nb),
         }
         err_p.append((row, row.errors["p"]))
@@ -263,23 +288,40 @@ def compare(plan: Plan, canary: dict[str, Series], baseline: dict[str, Series]) 
     for row, _, _ in tested:
         why = []
         lat, err = row.latency, row.errors
+        notes = []
         if lat and lat["p_holm"] < a.alpha:
             change = lat["median_change"]
-            if (change is not None and change >= a.latency_margin) or lat["cliffs_delta"] >= a.latency_effect:
+            relative = (change is not None and change >= a.latency_margin) or \
+                lat["cliffs_delta"] >= a.latency_effect
+            added = max((d for d in (lat["median_difference"], lat["mean_difference"]) if d is not None),
+                        default=0.0)
+            if relative and added >= abs_latency:
                 lat["regression"] = True
-                why.append(f"latency: median {_pct(change)} slower, Cliff's delta {lat['cliffs_delta']:.2f}, "
-                           f"p={lat['p_holm']:.2g}")
+                why.append(f"latency: median {_pct(change)} slower (+{_ms(added)}), Cliff's delta "
+                           f"{lat['cliffs_delta']:.2f}, p={lat['p_holm']:.2g}")
+            elif relative:
+                notes.append(f"latency +{_ms(added)} is significant but below the absolute margin "
+                             f"of {_ms(abs_latency)}")
         if err["p_holm"] < a.alpha and err["difference"] >= a.error_margin:
-            err["regression"] = True
-            why.append(f"failures: {err['canary_ratio']:.2%} vs {err['baseline_ratio']:.2%}, "
-                       f"p={err['p_holm']:.2g}")
+            if err["excess_failures"] >= a.error_abs_margin:
+                err["regression"] = True
+                why.append(f"failures: {err['canary_ratio']:.2%} vs {err['baseline_ratio']:.2%}, "
+                           f"p={err['p_holm']:.2g}")
+            else:
+                notes.append(f"{err['excess_failures']:.1f} failures more than the baseline's ratio "
+                             f"predicts: below the absolute margin of {a.error_abs_margin}")
         row.verdict = "regression" if why else "ok"
-        row.detail = "; ".join(why) if why else "no significant regression beyond the margins"
+        row.detail = "; ".join(why) if why else "; ".join(
+            ["no regression beyond the margins"] + notes)
     return rows
 
 
 def _pct(v: float | None) -> str:
     return "?" if v is None else f"{v:+.0%}"
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.3g}ms"
 
 
 # --- the decision --------------------------------------------------------------------------
@@ -305,6 +347,28 @@ def required_elapsed(plan: Plan, index: int, since_phase_start: bool) -> float |
     return sum(p.duration or 0.0 for p in phases)
 
 
+def _mark_shared(criteria: list[Criterion], crit: Criteria, baseline: str,
+                 data: dict[tuple[str, str], Series], endpoints: list[str], confidence: float) -> None:
+    """A criterion the canary breaches is the release's fault only if the baseline, judged over
+    the same window, is shown to meet it. When the baseline breaches it too, or cannot be shown
+    to meet it, the cause is shared (two identical builds must never get rollback). A baseline
+    without data never blocks a rollback."""
+    base = {ep: s for (t, ep), s in data.items() if t == baseline}
+    total = Series()
+    for ep in endpoints:
+        if ep in base:
+            total.add(base[ep])
+    if total.counted == 0:
+        return
+    theirs = {c.name: c for c in judge_criteria(crit, total, base, endpoints, confidence)}
+    for c in criteria:
+        other = theirs.get(c.name)
+        if other is None:
+            continue
+        c.baseline_verdict = other.verdict
+        c.shared = c.verdict == FAIL and other.verdict != PASS
+
+
 def decide(plan: Plan, index: int, track: str, baseline: str | None, window: float, at: float,
            data: dict[tuple[str, str], Series], started: float | None, since_flag: bool) -> Report:
     phase = plan.phases[index]
@@ -316,9 +380,15 @@ def decide(plan: Plan, index: int, track: str, baseline: str | None, window: flo
         if ep in canary:
             total.add(canary[ep])
     criteria = judge_criteria(phase.criteria, total, canary, endpoints, a.confidence)
+    if baseline:
+        _mark_shared(criteria, phase.criteria, baseline, data, endpoints, a.confidence)
     reasons: list[str] = []
     for c in criteria:
-        if c.verdict == FAIL:
+        if c.shared:
+            reasons.append(f"{c.name} breached on {track} and not shown to hold on {baseline} "
+                           f"({c.baseline_verdict} there): a shared cause (the service, its "
+                           f"environment or the objective itself), a rollback would not help: {c.detail}")
+        elif c.verdict == FAIL:
             reasons.append(f"{c.name} breached: {c.detail}")
         elif c.verdict == INSUFFICIENT:
             hint = ""
@@ -344,7 +414,7 @@ def decide(plan: Plan, index: int, track: str, baseline: str | None, window: flo
     comparison: list[Comparison] = []
     if baseline:
         base = {ep: s for (t, ep), s in data.items() if t == baseline}
-        comparison = compare(plan, canary, base)
+        comparison = compare(plan, canary, base, phase.criteria)
         for row in comparison:
             if row.verdict == "regression":
                 reasons.append(f"{row.endpoint} regressed against {baseline}: {row.detail}")
@@ -353,9 +423,10 @@ def decide(plan: Plan, index: int, track: str, baseline: str | None, window: flo
             reasons.append(f"comparison with {baseline} lacks data ({a.min_probes}+ probes each) for: "
                            + ", ".join(short))
 
-    if any(c.verdict == FAIL for c in criteria) or any(r.verdict == "regression" for r in comparison):
+    if any(c.verdict == FAIL and not c.shared for c in criteria) or \
+            any(r.verdict == "regression" for r in comparison):
         decision = ROLLBACK
-        reasons = [r for r in reasons if "breached" in r or "regressed" in r]
+        reasons = [r for r in reasons if ("breached" in r and "shared cause" not in r) or "regressed" in r]
     elif reasons:
         decision = HOLD
     else:

@@ -276,6 +276,10 @@ def render_status(doc: dict) -> str:
     if doc.get("rollback"):
         rb = doc["rollback"]
         lines.append(f"rollback ({rb['source']}): {rb['reason']}")
+        if rb.get("weight_error"):
+            lines.append(f"  the weight could NOT be set to 0: {rb['weight_error']}")
+        if rb.get("action_ok") is False and not rb.get("needs_review"):
+            lines.append("  the rollback action FAILED: see `rollout status --audit 20`")
         if rb.get("needs_review"):
             lines.append("  the rollback action was cut off by a crash and was NOT run again: check by hand")
     for err in doc.get("watch_errors") or []:

@@ -281,7 +281,8 @@ class Rollout:
                             detail=applied.detail, steps=list(applied.steps))
                 if applied.ok:
                     break
-                time.sleep(min(2.0 ** attempt, 8.0))
+                if attempt < WEIGHT_ATTEMPTS:
+                    time.sleep(self.interval(2.0 ** attempt))
             with self.lock:
                 if applied.ok:
                     st.weight, st.effective = 0.0, 0.0

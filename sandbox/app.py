@@ -37,6 +37,7 @@ from aiohttp import web
 from canary_guard.plan import Endpoint, Plan
 
 from .faults import MODES, Fault, FaultError, FaultTable
+from .latency import ServiceTime
 from .responses import Bodies, add_pii, error_body, feature_title, null_field, timestamp
 
 log = logging.getLogger("sandbox")
@@ -77,12 +78,15 @@ class Sandbox:
     """The state of one simulated service: features, faults, counters."""
 
     def __init__(self, plan: Plan, api_key: str | None = None, seed: int | None = None,
-                 latency_ms: float = 0.0, access_log: bool = True):
+                 latency_ms: float = 0.0, access_log: bool = True, latency_profile: str = "reference",
+                 slowdown: float = 1.0, cores: int = 0):
         self.plan = plan
         self.api_key = api_key or None
         self.latency_ms = latency_ms
         self.access_log = access_log
         self.jitter = random.Random(None if seed is None else seed + 2)
+        self.service_time = ServiceTime(latency_profile, slowdown=slowdown, cores=cores,
+                                        rng=random.Random(None if seed is None else seed + 3))
         self.started = time.time()
         self.features: dict[str, bool] = {f: True for f in plan.features()}
         self.faults = FaultTable({e.name: list(e.required_fields) for e in plan.endpoints}, seed)
@@ -247,7 +251,8 @@ async def _serve(sandbox: Sandbox, ep: Endpoint, request: web.Request, expects_o
             missing = [k for k in needed if k not in body]
             if missing:
                 return error_response(400, f"request body: missing field(s) {', '.join(missing)}")
-    if sandbox.latency_ms:  # the service's own think time, jittered +-50%
+    await sandbox.service_time.work(ep.name)  # the endpoint's own latency profile
+    if sandbox.latency_ms:  # extra think time, jittered +-50%
         await asyncio.sleep(sandbox.latency_ms * sandbox.jitter.uniform(0.5, 1.5) / 1000)
     fault = sandbox.faults.pick(ep.name)
     if fault is None:
@@ -467,17 +472,23 @@ async def stats(request: web.Request) -> web.Response:
 
 def create_app(plan: Plan, api_key: str | None = None, seed: int | None = None, *,
                latency_ms: float = 0.0, faults: list[dict[str, Any]] | None = None,
-               access_log: bool = True) -> web.Application:
+               access_log: bool = True, latency_profile: str = "reference", slowdown: float = 1.0,
+               cores: int = 0) -> web.Application:
     """The sandbox serving ``plan``'s endpoints.
 
     ``api_key``: when non-empty, every route except /healthz and /-/* requires the plan's
     auth header with it. ``seed``: makes the random draw of faults with rate < 1 (and the
-    random parts of bodies) repeatable. ``latency_ms``: base think time of every endpoint
-    answer (jittered +-50%). ``faults``: fault specs (as POSTed to /-/faults) active from the
-    start; a bad one raises ``FaultError``. ``access_log``: one logfmt line per request.
+    random parts of bodies and latencies) repeatable. ``latency_profile``: ``reference`` (each
+    endpoint as slow as the real service, see ``latency``) or ``none``; ``slowdown`` (>= 1)
+    stretches those times, as a busy machine would; ``cores`` (0: unbounded) answers at most
+    that many requests at once. ``latency_ms``: extra think time of every endpoint answer
+    (jittered +-50%). ``faults``: fault specs (as POSTed to /-/faults) active from the start;
+    a bad one raises ``FaultError``. ``access_log``: one logfmt line per request. A bad
+    latency setting raises ``ValueError``.
     """
     app = web.Application(middlewares=[middleware], client_max_size=8 << 20)
-    sandbox = Sandbox(plan, api_key=api_key, seed=seed, latency_ms=latency_ms, access_log=access_log)
+    sandbox = Sandbox(plan, api_key=api_key, seed=seed, latency_ms=latency_ms, access_log=access_log,
+                      latency_profile=latency_profile, slowdown=slowdown, cores=cores)
     for spec in faults or []:
         sandbox.faults.add(spec)
     app[SANDBOX] = sandbox

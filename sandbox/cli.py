@@ -43,8 +43,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="seed the random draw of faults with rate < 1 (repeatable tests)",
     )
     parser.add_argument(
+        "--latency", choices=("reference", "none"), default="reference",
+        help="latency profile of healthy answers: 'reference' (default) answers each endpoint "
+             "as fast as the real service (most 5-25 ms, homomorphic ~0.45 s with a tail to "
+             "1.4 s); 'none' answers at once",
+    )
+    parser.add_argument(
+        "--slowdown", type=float, default=1.0, metavar="F",
+        help="stretch every service time by F >= 1, as CPU contention would (default 1)",
+    )
+    parser.add_argument(
+        "--cores", type=int, default=0, metavar="N",
+        help="work on at most N answers at once, the others queue (default 0: no limit)",
+    )
+    parser.add_argument(
         "--latency-ms", type=float, default=0.0, metavar="MS",
-        help="base think time of every endpoint answer, jittered +-50%% (default 0)",
+        help="extra think time of every endpoint answer, jittered +-50%% (default 0)",
     )
     parser.add_argument(
         "--fault", metavar="JSON", action="append", type=parse_fault, default=[],
@@ -79,18 +93,28 @@ def run(args: argparse.Namespace) -> int:
     if args.latency_ms < 0:
         print("--latency-ms: must be >= 0", file=sys.stderr)
         return 2
+    if not args.slowdown >= 1:
+        print("--slowdown: must be >= 1 (1: an idle machine; 1.5: answers take 50% longer)",
+              file=sys.stderr)
+        return 2
+    if args.cores < 0:
+        print("--cores: must be >= 0 (0: no limit)", file=sys.stderr)
+        return 2
     try:
         app = create_app(plan, api_key=api_key, seed=args.seed, latency_ms=args.latency_ms,
-                         faults=args.fault, access_log=args.access_log)
+                         faults=args.fault, access_log=args.access_log, latency_profile=args.latency,
+                         slowdown=args.slowdown, cores=args.cores)
     except FaultError as err:
         print(f"--fault: {err}", file=sys.stderr)
         return 2
+
     log.info(
         "sandbox listening",
         extra={
             "listen": f"{host}:{port}", "plan": plan.name, "endpoints": len(plan.endpoints),
             "auth": f"required ({env})" if api_key else "off", "seed": args.seed,
-            "faults": len(args.fault),
+            "faults": len(args.fault), "latency": args.latency, "slowdown": args.slowdown,
+            "cores": args.cores,
         },
     )
     # run_app turns SIGTERM/SIGINT into a graceful stop; on_shutdown releases hung requests.

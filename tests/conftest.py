@@ -18,6 +18,7 @@ import pytest
 from canary_guard.plan import load_plan
 
 CLI = [sys.executable, "-m", "canary_guard"]
+DATA = Path(__file__).parent / "data"
 
 
 def free_port() -> int:

@@ -6,14 +6,14 @@ import json
 import random
 
 import pytest
-from canary_guard.exporter.judge import (
+
+from canary_guard.contract import ERROR_REASONS, OUTCOMES
+from canary_guard.judge import (
     ProbeResult,
     find_pii,
     judge,
     luhn_ok,
 )
-
-from canary_guard.contract import ERROR_REASONS, OUTCOMES
 
 
 def ok(body, status=200, **kw) -> ProbeResult:

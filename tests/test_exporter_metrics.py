@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import subprocess
 
-from canary_guard.exporter.judge import ProbeOutcome
 from canary_guard.exporter.metrics import Metrics
 from conftest import need_binary
 from prometheus_client.parser import text_string_to_metric_families
 
 from canary_guard.contract import BUCKETS, ERROR_REASONS, OUTCOMES, PII_KINDS
+from canary_guard.judge import ProbeOutcome
 
 
 def parse(text: str) -> dict:

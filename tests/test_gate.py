@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import CLI, Processes, free_port, need_binary
 from gate_backfill import Scenario, backfill, write_openmetrics
 
@@ -57,6 +58,13 @@ SCENARIOS = [
     # 2% of 1,000 probes fail against 0.1%: mostly-zero counts
     Scenario("errs", EPS, AT - 2 * H, AT, 1000, failures_per_hour=20, seed=5),
     Scenario("errbase", EPS, AT - 2 * H, AT, 1000, failures_per_hour=1, seed=6),
+    # two identical builds whose fast endpoints differ by 3 ms across the 5 ms bucket boundary
+    # (the issue's 7 ms against 4 ms): significant, 75% slower, and of no practical size
+    Scenario("fast7", EPS, AT - 2 * H, AT, 3600, median=0.007, sigma=0.15, seed=7),
+    Scenario("fast4", EPS, AT - 2 * H, AT, 3600, median=0.004, sigma=0.15, seed=8),
+    # both tracks breach the error-rate objective (3%): a shared cause, not the release
+    Scenario("sharedc", EPS, AT - 2 * H, AT, 3600, failures_per_hour=108, seed=9),
+    Scenario("sharedb", EPS, AT - 2 * H, AT, 3600, failures_per_hour=108, seed=10),
 ]
 
 
@@ -206,6 +214,47 @@ def test_detects_2_percent_failures_against_0_1_percent(capsys, prom, plan_file)
         assert abs(row["latency"]["cliffs_delta"]) < 0.147
 
 
+def test_a_3ms_difference_between_identical_builds_is_no_regression(capsys, prom, plan_file, tmp_path):
+    code, doc = gate(capsys, prom, plan_file, "--phase", "1", "--track", "fast7", "--baseline", "fast4")
+    assert (code, doc["decision"]) == (0, "promote"), doc["reasons"]
+    for row in doc["comparison"]:
+        lat = row["latency"]
+        assert lat["p_holm"] < 0.01 and lat["cliffs_delta"] > 0.5  # significant, and large relatively
+        assert lat["median_change"] > 0.4
+        assert 0.001 < lat["mean_difference"] < 0.005  # ~3 ms: below 25 ms, 5% of the 500 ms p95
+        assert row["verdict"] == "ok" and "regression" not in lat
+        assert "below the absolute margin of 25ms" in row["detail"]
+    # the absolute margin is what keeps it a promotion: at 1 ms it would be a regression
+    strict = tmp_path / "strict.yaml"
+    strict.write_text(PLAN + "analysis: {latency_abs_margin: 1ms}\n")
+    code, doc = gate(capsys, prom, strict, "--phase", "1", "--track", "fast7", "--baseline", "fast4")
+    assert (code, doc["decision"]) == (3, "rollback")
+
+
+def test_identical_builds_never_get_rollback(capsys, prom, plan_file):
+    """Every pairing of the same service with another seed: promote or hold, never rollback."""
+    for track, base in (("good", "twin"), ("twin", "good"), ("fast4", "fast4"), ("sharedc", "sharedb")):
+        if track == base:
+            continue
+        code, doc = gate(capsys, prom, plan_file, "--phase", "1", "--track", track, "--baseline", base)
+        assert doc["decision"] in ("promote", "hold"), (track, base, doc["reasons"])
+
+
+def test_a_breach_on_both_tracks_holds_and_says_why(capsys, prom, plan_file):
+    code, doc = gate(capsys, prom, plan_file, "--phase", "1", "--track", "sharedc", "--baseline", "sharedb")
+    assert (code, doc["decision"]) == (2, "hold")
+    c = crit(doc)
+    assert c["error_rate"]["verdict"] == "fail" and c["error_rate"]["shared"] is True
+    assert c["error_rate"]["baseline_verdict"] == "fail"
+    assert any("error_rate breached on sharedc and not shown to hold on sharedb" in r and
+               "a rollback would not help" in r for r in doc["reasons"]), doc["reasons"]
+    # the same breach against a healthy baseline rolls back; without a baseline too
+    code, doc = gate(capsys, prom, plan_file, "--phase", "1", "--track", "sharedc", "--baseline", "good")
+    assert code == 3 and crit(doc)["error_rate"]["shared"] is False
+    code, doc = gate(capsys, prom, plan_file, "--phase", "1", "--track", "sharedc", "--baseline", "nothing")
+    assert code == 3  # a baseline without data never blocks a rollback
+
+
 def test_table_for_people(capsys, prom, plan_file):
     capsys.readouterr()
     code = main(["gate", "--plan", str(plan_file), "--prometheus", prom, "--at", str(AT), "--phase", "1",
@@ -215,6 +264,28 @@ def test_table_for_people(capsys, prom, plan_file):
     assert out.startswith("ROLLBACK  phase phase_1")
     assert "CRITERION" in out and "p99_latency" in out and "REGRESSION" in out
     assert "alpha regressed against base" in out
+
+
+def test_an_error_regression_needs_an_absolute_count_too():
+    """A ratio far above the baseline's, significant, but only a few failures: no regression."""
+    from canary_guard.gate.evaluate import compare
+    from canary_guard.gate.prom import Series
+
+    from canary_guard.plan import parse_plan
+
+    plan = parse_plan(yaml.safe_load(PLAN) | {"analysis": {"alpha": 0.05, "min_probes": 30}}, "t")
+
+    def series(failures: int, n: int) -> Series:
+        s = Series()
+        s.outcomes.update({"success": n - failures, "error": failures})
+        return s
+
+    few = compare(plan, {"alpha": series(4, 60)}, {"alpha": series(0, 4000)})
+    err = few[0].errors
+    assert err["p_holm"] < 0.05 and err["difference"] > 0.05  # 6.7% against 0%
+    assert few[0].verdict == "ok" and "below the absolute margin of 5" in few[0].detail
+    many = compare(plan, {"alpha": series(8, 120)}, {"alpha": series(0, 4000)})
+    assert many[0].verdict == "regression" and many[0].errors["excess_failures"] == 8
 
 
 def test_exit_codes_for_usage_and_connection_errors(plan_file):

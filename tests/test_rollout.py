@@ -181,6 +181,23 @@ def test_gate_rollback_sets_weight_zero_then_runs_the_rollback_action_once(tmp_p
     assert (tmp_path / "rollback.log").read_text() == "undo\n"
 
 
+def test_a_weight_that_cannot_go_to_zero_still_runs_the_rollback_and_says_so(tmp_path):
+    class NoZero(Weights):
+        def __call__(self, spec, weight, previous=None, *, phase="", client=None):
+            if weight == 0:
+                return Applied(False, 0, None, "ingress: connection refused")
+            return super().__call__(spec, weight, previous, phase=phase)
+
+    r = engine(make_plan(tmp_path), tmp_path, ScriptedGate({1: ["rollback"]}), NoZero())
+    assert r.run() == 3
+    assert (tmp_path / "rollback.log").read_text() == "undo\n"  # the undo still ran
+    assert r.state.weight == 5 and "connection refused" in r.state.rollback["weight_error"]
+    assert events(r).count("weight_failed") == 3
+    from canary_guard.rollout.cli import render_status
+
+    assert "the weight could NOT be set to 0: ingress: connection refused" in render_status(r.snapshot())
+
+
 def test_a_webhook_rollback_stops_the_rollout_without_a_second_undo(tmp_path):
     plan, weights, watch = make_plan(tmp_path), Weights(), StubWatch()
     r = engine(plan, tmp_path, ScriptedGate({2: ["hold"]}), weights, watch=watch)  # stays in phase 2

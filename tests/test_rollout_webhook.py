@@ -137,5 +137,11 @@ def test_a_firing_rollback_alert_in_prometheus_is_seen(tmp_path):
         assert WebhookWatch(only_page, prom).look(0) is None
         assert WebhookWatch(plan.model_copy(update={"rollout": plan.rollout.model_copy(
             update={"watch_alerts": False})}), prom).look(0) is None
+        # and this Prometheus holds no probe data at all: gate serve holds, with a non-2xx status
+        from canary_guard.gate.serve import create_app
+
+        resp = create_app(plan, prom).test_client().get("/gate?phase=1")
+        assert resp.status_code == 503 and resp.get_json()["decision"] == "hold"
+        assert {c["verdict"] for c in resp.get_json()["criteria"]} == {"insufficient"}
     finally:
         procs.stop_all()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import signal
 import socket
 import time
@@ -12,13 +13,17 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from canary_guard.sandbox.responses import PII_SAMPLES
-from conftest import Processes, start_sandbox
+import yaml
+from canary_guard.sandbox.latency import REFERENCE as LATENCY
+from canary_guard.sandbox.latency import ServiceTime
+from canary_guard.sandbox.responses import PII_SAMPLES, RESPONSE_FIELDS, Bodies
+from conftest import DATA, Processes, start_sandbox
 
 from canary_guard.plan import load_plan
 
 PLAN = load_plan()
 EP = {e.name: e for e in PLAN.endpoints}
+REFERENCE = yaml.safe_load((DATA / "recoveryos-reference.yaml").read_text())
 
 
 @pytest.fixture(scope="module")
@@ -62,34 +67,90 @@ def assert_error_shape(resp: httpx.Response, status: int) -> dict:
 
 # -- healthy service ---------------------------------------------------------------------------
 
-def test_every_endpoint_answers_with_its_required_fields(sb):
+def test_every_endpoint_answers_exactly_the_reference_fields(sb):
+    """A healthy answer has exactly the real service's top-level fields, every one non-null."""
+    documented = {e["name"]: e["response_fields"] for e in REFERENCE["endpoints"]}
+    assert set(documented) == set(EP)
     for ep in PLAN.endpoints:
         resp = call(sb, ep.name)
         assert resp.status_code == 200, (ep.name, resp.text)
         assert resp.headers["content-type"].startswith("application/json")
         body = resp.json()
-        for name in ep.required_fields:
-            assert body.get(name) is not None, (ep.name, name)
-        # realistic negatives for a PII detector: ids, timestamps, numbers, redaction markers
-        assert body["timestamp"].endswith("Z") and len(body["request_id"]) == 36
-        assert isinstance(body["processed_at_unix"], int)
+        assert list(body) == documented[ep.name], ep.name  # no invented `result`, in order
+        assert all(v is not None for v in body.values()), (ep.name, body)
+        assert body["timestamp"].endswith("Z")
+        # realistic negatives for a PII detector, nested: ids, timestamps, numbers, markers
         text = resp.text
+        assert text.count('"request_id"') == 1 or ep.name == "quantum_crypto", ep.name
         for _, sample in PII_SAMPLES.values():
             assert sample not in text
         assert "@" not in text.replace("[EMAIL_REDACTED]", "")
 
 
+def test_the_shipped_plan_requires_what_the_service_returns():
+    """The shipped plan's required_fields are the reference's response_fields; the sandbox's
+    table is the reference's too (a plan that required more would see every answer as null)."""
+    for ref in REFERENCE["endpoints"]:
+        assert EP[ref["name"]].required_fields == ref["response_fields"], ref["name"]
+        assert RESPONSE_FIELDS[ref["name"]] == tuple(ref["response_fields"]), ref["name"]
+        assert EP[ref["name"]].path == ref["path"] and EP[ref["name"]].feature == ref["feature"]
+
+
+def test_the_sandbox_never_invents_a_field_a_plan_requires():
+    """Only another plan's endpoints get their required fields filled in."""
+    bodies = Bodies(random.Random(5))
+    body = bodies.build("causal_analysis", ["result", "target"], EP["causal_analysis"].body)
+    assert "result" not in body and body["target"]
+    other = bodies.build("orders", ["order_id", "meta.version"], {})
+    assert other["order_id"] and other["meta"]["version"]
+
+
+def test_latency_profiles_follow_the_reference():
+    """Most endpoints 5-25 ms; homomorphic median 0.35-0.55 s, p95 ~0.9 s, slowest ~1.4 s."""
+    service = ServiceTime("reference", rng=random.Random(11))
+    for name in EP:
+        xs = sorted(service.draw(name) for _ in range(4000))
+        median, p95, top = xs[2000], xs[3800], xs[-1]
+        if name == "homomorphic":
+            assert 0.35 <= median <= 0.55 and 0.8 <= p95 <= 1.0 and 1.2 <= top <= 1.4, (median, p95, top)
+        else:
+            assert 0.005 <= median <= 0.025 and top <= 0.025, (name, median, top)
+    busy = ServiceTime("reference", slowdown=1.5, rng=random.Random(11))
+    xs = sorted(busy.draw("homomorphic") for _ in range(4000))
+    assert 1.2 <= xs[3800] <= 1.5  # p95 ~1.4 s under contention, as observed
+    assert ServiceTime("none").draw("homomorphic") == 0.0
+    assert set(LATENCY) == set(EP)
+
+
+@pytest.mark.parametrize("kw, word", [({"slowdown": 0.5}, "slowdown"), ({"cores": -1}, "cores")])
+def test_bad_latency_settings_name_the_setting(kw, word):
+    with pytest.raises(ValueError, match=word):
+        ServiceTime("reference", **kw)
+
+
+def test_one_core_queues_answers_behind_a_slow_one():
+    """cores=1: a quick endpoint asked while homomorphic works waits for it (contention)."""
+    async def scenario() -> float:
+        service = ServiceTime("reference", cores=1, rng=random.Random(2))
+        slow = asyncio.create_task(service.work("homomorphic"))
+        await asyncio.sleep(0.01)
+        t0 = time.monotonic()
+        await service.work("edge_ai")
+        waited = time.monotonic() - t0
+        await slow
+        return waited
+
+    assert asyncio.run(scenario()) >= 0.1  # homomorphic takes >= ~0.15 s even at its fastest
+
+
 def test_reference_response_fields(sb):
-    """The three endpoints whose response fields the API reference documents."""
-    assert {"task_id", "training_result", "knowledge_retention", "timestamp"} <= set(
-        call(sb, "continual_learning").json())
+    """Values echo the request where the real service does."""
     fed = call(sb, "federated_learning").json()
     assert fed["client_id"] == "clinic_001" and fed["global_weights_updated"] is True
     assert isinstance(fed["federated_round"], int)
     edge = call(sb, "edge_ai").json()
-    documented = {"deployment_id", "model_type", "original_request", "client_code", "deployment_status"}
-    assert documented <= set(edge)
     assert edge["model_type"] == "emotion_classifier"
+    assert call(sb, "homomorphic").json()["result"] == 15.0  # secure_sum of 1..5
 
 
 def test_health_status_and_metrics_count_what_was_served(sb):
@@ -141,7 +202,7 @@ def test_slow_adds_latency_then_answers_normally(sb):
     started = time.monotonic()
     resp = call(sb, "causal_analysis")
     assert time.monotonic() - started >= 0.3  # a lower bound: the injected sleep, not a benchmark
-    assert resp.status_code == 200 and resp.json()["result"]
+    assert resp.status_code == 200 and resp.json()["top_risk_factors"] is not None
 
 
 def test_null_and_null_field(sb):
@@ -162,7 +223,7 @@ def test_null_and_null_field(sb):
 def test_pii_leaks_every_kind_or_the_chosen_one(sb):
     fault(sb, endpoint="explainable_ai", mode="pii")
     resp = call(sb, "explainable_ai")
-    assert resp.status_code == 200 and resp.json()["result"]
+    assert resp.status_code == 200 and resp.json()["prediction"]
     for _, sample in PII_SAMPLES.values():
         assert sample in resp.text
     assert "jane.doe@example.com" in resp.text and "123-45-6789" in resp.text
@@ -420,6 +481,10 @@ def test_bad_startup_fault_is_refused(tmp_path):
                           "--fault", '{"endpoint": "*", "mode": "melt"}'],
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 2 and "'melt' is not a fault mode" in out.stderr
+    for option, value in (("--slowdown", "0.5"), ("--cores", "-2")):
+        out = subprocess.run([*CLI, "sandbox", "--listen", f"127.0.0.1:{free_port()}", option, value],
+                             capture_output=True, text=True, timeout=30)
+        assert out.returncode == 2 and out.stderr.startswith(f"{option}: must be"), out.stderr
 
 
 def test_create_app_serves_in_process():

@@ -48,6 +48,7 @@ from .sections import (
     Criteria,
     Demo,
     Endpoint,
+    Learned,
     Phase,
     Probe,
     Prometheus,
@@ -61,7 +62,8 @@ from .triggers import TRIGGER_KINDS, Trigger, TriggerKind
 __all__ = [
     "ACTION_KINDS", "ALERT_RE", "DEFAULT_PLAN", "NAME_RE", "TRIGGER_KINDS", "Action", "Alertmanager",
     "Analysis", "Auth", "Command", "Criteria", "Demo", "DisableFeature", "Endpoint", "Http",
-    "KubectlRollback", "Model", "Name", "Notify", "Page", "Phase", "Plan", "PlanError", "PositiveSeconds",
+    "KubectlRollback", "Learned", "Model", "Name", "Notify", "Page", "Phase", "Plan", "PlanError",
+    "PositiveSeconds",
     "Probe", "Prometheus", "RateLimits", "Retry", "Seconds", "Sequence", "Target", "Trigger",
     "TriggerKind", "Webhook", "default_plan_path", "load_plan", "parse_plan",
     "WEIGHT_KINDS", "WEIGHT_PLACEHOLDER", "DeploymentRatio", "HttpRouteWeight", "IngressNginxWeight",

@@ -8,7 +8,7 @@ from typing import Literal
 import yaml
 from pydantic import Field, model_validator
 
-from canary_guard.durations import format_duration
+from canary_guard.durations import format_duration, human_seconds
 
 from . import notify as notify_section
 from . import rollout as rollout_section
@@ -149,6 +149,14 @@ class Plan(Model):
         name = self.baseline_track() if trigger.baseline == "auto" else trigger.baseline
         return None if name in self.trigger_tracks(trigger) else name
 
+    def endpoint_timeout(self, endpoint: Endpoint) -> float:
+        """The probe timeout of one endpoint: its own, else probe.timeout."""
+        return endpoint.timeout if endpoint.timeout is not None else self.probe.timeout
+
+    def max_probe_timeout(self) -> float:
+        """The longest any probe may take (the probes_missing arithmetic needs it)."""
+        return max(self.endpoint_timeout(e) for e in self.endpoints)
+
     def endpoint(self, name: str) -> Endpoint | None:
         return next((e for e in self.endpoints if e.name == name), None)
 
@@ -211,13 +219,63 @@ class Plan(Model):
     def trigger_warnings(self) -> list[str]:
         """Triggers that look unreachable but are allowed (demo settings produce them)."""
         out = []
+        fd = format_duration
         for i, trig in enumerate(self.triggers):
-            if trig.kind == "latency_avg" and trig.threshold and trig.threshold >= self.probe.timeout:
+            if trig.kind != "latency_avg" or not trig.threshold:
+                continue
+            thr = trig.threshold
+            own = [e for e in self.endpoints if e.timeout is not None]
+            if thr >= self.probe.timeout and len(own) < len(self.endpoints):
+                but = f" (every endpoint but {', '.join(e.name for e in own)}, which have their own)" \
+                    if own else ""
                 out.append(
-                    f"triggers[{i}].threshold: {format_duration(trig.threshold)} is not below "
-                    f"probe.timeout ({format_duration(self.probe.timeout)}): probes are cut off at "
-                    "the timeout, so the average latency never exceeds it and this trigger never fires"
+                    f"triggers[{i}].threshold: {fd(thr)} is not below probe.timeout "
+                    f"({fd(self.probe.timeout)}): probes are cut off at the timeout, so the average "
+                    f"latency never exceeds it and this trigger never fires{but}"
                 )
+            cut = [e.name for e in own if thr >= e.timeout]
+            if cut:
+                out.append(
+                    f"triggers[{i}].threshold: {fd(thr)} is not below the own probe timeout of "
+                    f"{', '.join(cut)}: probes are cut off at the timeout, so this trigger never "
+                    "fires for them"
+                )
+        return out
+
+    def timeout_warnings(self) -> list[str]:
+        """Endpoints whose learned latency comes close to their timeout or a latency trigger.
+
+        A healthy answer slower than the timeout counts as an error: a p99 above half the
+        timeout leaves too little room on a busier machine. Checked for the plan's own
+        settings and for its demo settings (whose probe_timeout replaces probe.timeout).
+        """
+        out = []
+        demo_timeout = self.demo.probe_timeout
+        for i, ep in enumerate(self.endpoints):
+            seen = ep.learned
+            if seen is None:
+                continue
+            where = f"endpoints[{i}].timeout"
+            fd = format_duration
+            limits = [("", self.endpoint_timeout(ep))]
+            if ep.timeout is None and demo_timeout != self.probe.timeout:
+                limits.append((" under the demo settings (demo.probe_timeout)", demo_timeout))
+            for setting, limit in limits:
+                if seen.max >= limit or 2 * seen.p99 > limit:
+                    what = (f"the learned max ({human_seconds(seen.max)})" if seen.max >= limit
+                            else f"the learned p99 ({human_seconds(seen.p99)})")
+                    out.append(
+                        f"{where}: {what} of {ep.name} is close to its probe timeout "
+                        f"({fd(limit)}){setting}: a healthy answer that takes longer counts as an "
+                        f"error; set {where} to at least {fd(suggest_timeout(seen.p99, seen.max))}"
+                    )
+            for j, trig in enumerate(self.triggers):
+                if trig.kind == "latency_avg" and trig.threshold and seen.p95 >= trig.threshold:
+                    out.append(
+                        f"triggers[{j}].threshold: {ep.name}'s learned p95 ({human_seconds(seen.p95)}) is "
+                        f"not below {human_seconds(trig.threshold)}: the average of a few healthy probes of "
+                        f"{ep.name} can cross it"
+                    )
         return out
 
     def budget_warnings(self) -> list[str]:
@@ -307,15 +365,24 @@ def _trigger_reach(plan: Plan, i: int, trig: Trigger) -> list[str]:
             "for: 0s (the default) or a longer window"
         )
     if trig.kind == "probes_missing" and trig.threshold is not None:
-        cycle = probe.interval + probe.timeout + scrape
+        timeout = plan.max_probe_timeout()
+        cycle = probe.interval + timeout + scrape
         if trig.threshold <= cycle:
             out.append(
                 f"triggers[{i}].threshold: {fd(trig.threshold)} is not above one probe cycle "
-                f"(probe.interval {fd(probe.interval)} + probe.timeout {fd(probe.timeout)} + "
+                f"(probe.interval {fd(probe.interval)} + the longest probe timeout {fd(timeout)} + "
                 f"prometheus.scrape_interval {fd(scrape)} = {fd(cycle)}): the last probe ages past "
                 "it between two probes, so this trigger always fires"
             )
     return out
+
+
+def suggest_timeout(p99: float, slowest: float) -> float:
+    """A probe timeout comfortably above an observed tail: 3x the p99 or 2x the slowest answer,
+    whichever is more, rounded up (to 100 ms below 1 s, to 500 ms above), at least 1 s."""
+    need = max(3 * p99, 2 * slowest, 1.0)
+    step = 0.5 if need >= 1 else 0.1
+    return round(math.ceil(round(need / step, 9)) * step, 3)
 
 
 def _duplicates(field: str, names: list[str]) -> list[str]:

@@ -66,6 +66,19 @@ class Probe(Model):
     concurrency: int = Field(default=64, gt=0, le=10_000)
 
 
+class Learned(Model):
+    """What ``canary-guard plan learn`` observed on the baseline: evidence for the endpoint's
+    timeout and latency thresholds (``plan check`` warns when they come close)."""
+
+    probes: int = Field(ge=1)
+    p50: Seconds
+    p95: Seconds
+    p99: Seconds
+    max: Seconds
+    track: str | None = None  # the track (or URL) that was probed
+    at: str | None = None  # when, ISO 8601
+
+
 class Endpoint(Model):
     name: Name
     path: str
@@ -75,6 +88,10 @@ class Endpoint(Model):
     feature: Name | None = None  # feature-flag name the service's disable API accepts
     required_fields: list[str] = Field(default_factory=list)  # must be present and not null
     critical: bool = True
+    # This endpoint's probe timeout, above its own slow tail; None: probe.timeout. The demo's
+    # probe_timeout replaces probe.timeout only, never an endpoint's own timeout.
+    timeout: PositiveSeconds | None = None
+    learned: Learned | None = None
 
     @field_validator("path")
     @classmethod
@@ -170,5 +187,10 @@ class Analysis(Model):
     confidence: float = Field(default=0.95, gt=0, lt=1)  # a criterion passes when shown at this level
     latency_margin: float = Field(default=0.10, ge=0)  # canary median slower by this fraction ...
     latency_effect: float = Field(default=0.147, ge=0, le=1)  # ... or Cliff's delta at least this
-    error_margin: float = Field(default=0.005, ge=0, lt=1)  # failure ratio higher by this much
+    # ... and slower by at least this much in absolute terms (median or mean): a few ms on a fast
+    # endpoint is no regression. None: 5% of the phase's p95 objective (500ms -> 25ms).
+    latency_abs_margin: Seconds | None = None
+    error_margin: float = Field(default=0.005, ge=0, lt=1)  # failure ratio higher by this much ...
+    # ... and at least this many more failures than the baseline's ratio predicts
+    error_abs_margin: int = Field(default=5, ge=0)
     min_probes: int = Field(default=30, ge=1)  # per endpoint and track before comparing

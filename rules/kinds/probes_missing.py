@@ -27,14 +27,14 @@ EXPORTER_INSTANCE = "canary-guard-exporter:9111"  # the instance label the tests
 def probes_missing_after(plan: Plan, trigger: Trigger) -> float:
     """Age of the last probe after which an endpoint counts as not probed.
 
-    The last-probe timestamp normally ages up to one probe interval plus the probe's timeout,
+    The last-probe timestamp normally ages up to one probe interval plus the longest probe timeout,
     and Prometheus sees it up to one scrape later; three intervals (or that sum plus a second
     scrape, if larger) leaves room for one late probe without paging.
     """
     if trigger.threshold is not None:
         return trigger.threshold
     p, s = plan.probe, plan.prometheus.scrape_interval
-    return max(3 * p.interval, p.interval + p.timeout + 2 * s)
+    return max(3 * p.interval, p.interval + plan.max_probe_timeout() + 2 * s)
 
 
 class ProbesMissing(TriggerUnit):

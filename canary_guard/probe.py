@@ -39,10 +39,13 @@ class ProbeRequest:
     headers: CIMultiDictProxy[str]
     body: bytes | None
     required_fields: tuple[str, ...]
+    timeout: float  # seconds: the endpoint's own timeout, else the plan's probe.timeout
 
 
-def build_request(track: str, base_url: str, endpoint, auth_headers: dict[str, str]) -> ProbeRequest:
-    """A ``ProbeRequest`` from a plan endpoint (``canary_guard.plan.Endpoint``)."""
+def build_request(track: str, base_url: str, endpoint, auth_headers: dict[str, str],
+                  timeout: float) -> ProbeRequest:
+    """A ``ProbeRequest`` from a plan endpoint (``canary_guard.plan.Endpoint``); ``timeout``
+    applies unless the endpoint has its own."""
     headers = CIMultiDict({"User-Agent": USER_AGENT, "Accept": "application/json"})
     body = None
     if endpoint.body is not None and endpoint.method not in ("GET", "HEAD"):
@@ -58,6 +61,7 @@ def build_request(track: str, base_url: str, endpoint, auth_headers: dict[str, s
         headers=CIMultiDictProxy(headers),
         body=body,
         required_fields=tuple(endpoint.required_fields),
+        timeout=endpoint.timeout if endpoint.timeout is not None else timeout,
     )
 
 
