@@ -136,7 +136,7 @@ def judge_mean(threshold: float, s: Series, confidence: float) -> Criterion:
     mean = s.latency_sum / s.latency_count
     c.value = mean
     sd = _histogram_sd(s.sorted_buckets(), mean)
-    z = stats.normal_ppf(confidence)
+    z = stats.NORMAL.inv_cdf(confidence)
     se = sd / math.sqrt(n)
     if n >= MEAN_MIN_PROBES and mean - z * se > threshold:
         c.verdict, c.detail = FAIL, f"lower bound {_secs(mean - z * se)} at {confidence:.0%}"
