@@ -211,7 +211,8 @@ class Plan(Model):
 
     def windows(self) -> list[float]:
         """Every distinct range the rules need: each trigger's window and each gate window."""
-        out = {self.trigger_window(t) for t in self.triggers if t.kind != "custom"}
+        # traffic triggers' windows are recorded from the service's metrics (rules/traffic.py)
+        out = {self.trigger_window(t) for t in self.triggers if t.kind != "custom" and t.source == "probe"}
         out.add(self.slos.window)
         out.update(ph.criteria.window for ph in self.phases)
         return sorted(out)
