@@ -99,7 +99,7 @@ class Component:
     name: str
     argv: list[str]
     url: str
-    ready_path: str
+    ready_path: str | None  # None: ready once running
     env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen | None = None
 
@@ -273,6 +273,15 @@ class Stack:
                  "static_configs": [{"targets": [f"{HOST}:{self.port('webhook')}"]}]},
             ],
         }
+        if plan.traffic is not None:
+            # the sandboxes' own request metrics, labelled with their track as scraping does
+            # in a cluster (deploy/: a PodMonitor copies it from a pod label)
+            config["scrape_configs"].append({
+                "job_name": plan.traffic.job or f"{plan.service}-traffic", "honor_labels": True,
+                "static_configs": [
+                    {"targets": [f"{HOST}:{self.port(f'sandbox-{t.name}')}"],
+                     "labels": {plan.traffic.track_label: t.name}} for t in plan.targets],
+            })
         path = self.dir / "prometheus.yml"
         path.write_text(json.dumps(config, indent=2))  # JSON is YAML
         return path
@@ -297,6 +306,8 @@ class Stack:
                               "--alertmanager", self.alertmanager_url, "--external-url", self.webhook_url],
                   "/healthz",
                   {**service_env, self.source_plan.webhook.token_env: self.webhook_token})
+        if self.plan.traffic is not None:
+            self.traffic_args()  # defined here, started by the traffic scenarios only
         am_config = self.rules_dir / "alertmanager.yml"
         self._add("alertmanager", [
             shutil.which(BINARIES["alertmanager"]), f"--config.file={am_config}",
@@ -313,7 +324,24 @@ class Stack:
             "--web.enable-lifecycle",
         ], "/-/ready")
 
-    def _add(self, name: str, argv: list[str], ready_path: str, env: dict[str, str] | None = None) -> None:
+    def traffic_args(self, *, rate: float | None = None, canary_percent: float | None = None,
+                     endpoints: list[str] | None = None, duration: float = 6 * 3600.0) -> None:
+        """(Re)define the simulated users (``canary-guard traffic``): the demo settings unless
+        given; bounded by ``duration``. Start them with ``start_component("traffic")``."""
+        demo = self.source_plan.demo
+        argv = [*CLI, "traffic", "--plan", str(self.plan_file),
+                "--rate", f"{rate or demo.traffic_rate:g}",
+                "--split", f"{self.canary_track}={canary_percent or demo.traffic_canary_percent:g}",
+                "--duration", _dur(duration), "--seed", "1"]
+        for ep in endpoints or []:
+            argv += ["--endpoint", ep]
+        env = {}
+        if self.source_plan.auth.token_env:
+            env[self.source_plan.auth.token_env] = self.service_key
+        self._add("traffic", argv, None, env)
+
+    def _add(self, name: str, argv: list[str], ready_path: str | None,
+             env: dict[str, str] | None = None) -> None:
         self.components[name] = Component(name, argv, self.url(name), ready_path, dict(env or {}))
 
     def start_component(self, name: str, timeout: float = 30.0) -> Component:
@@ -329,6 +357,11 @@ class Stack:
         return comp
 
     def _wait_ready(self, comp: Component, timeout: float) -> None:
+        if comp.ready_path is None:  # no HTTP side (the traffic generator): running is ready
+            time.sleep(0.5)
+            if comp.proc.poll() is not None:
+                raise StackError(f"{comp.name} exited with {comp.proc.returncode}:\n{self.tail(comp.name)}")
+            return
         deadline = time.monotonic() + timeout
         url = comp.url + comp.ready_path
         while time.monotonic() < deadline:
@@ -464,6 +497,10 @@ class Stack:
 
     def exporter_metrics(self) -> str:
         return http_get(f"{self.exporter_url}/metrics")
+
+    def service_metrics(self, track: str | None = None) -> str:
+        """A sandbox's own request metrics (what the traffic triggers judge)."""
+        return http_get(f"{self.sandbox_url(track)}/metrics")
 
     def inject(self, fault: dict, track: str | None = None):
         return http_send("POST", f"{self.sandbox_url(track)}/-/faults", fault, headers=self.service_headers())

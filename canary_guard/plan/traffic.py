@@ -142,8 +142,9 @@ def problems(plan: Plan) -> list[str]:
     return out
 
 
-# an average latency of fewer requests is noise: one slow request among three is not a release
-LATENCY_MIN_REQUESTS = 10
+# an average latency of fewer requests is noise (one slow request among three is not a release);
+# also above what probes alone put in a window (20 per endpoint in 5m at 15s, 10 in the demo's 10s)
+LATENCY_MIN_REQUESTS = 30
 
 
 def min_requests(plan: Plan, trigger: Trigger) -> int:
