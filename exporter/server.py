@@ -1,13 +1,14 @@
 """HTTP side of the exporter: ``/metrics``, ``/healthz`` and ``/`` on aiohttp.web.
 
 It runs in the same event loop as the probes. ``/metrics`` negotiates the format and gzip
-(``exposition.py``) and streams the body in pieces, compressing each as it goes: a scrape of
-10,000 endpoints costs the loop a few tens of milliseconds in small slices, and no copy of the
-whole body is ever held.
+(``exposition.py``) and streams the body in pieces, compressing each as it goes, with the
+probes running between pieces: a scrape of 10,000 endpoints costs the loop about a hundred
+milliseconds in slices of about one, and no copy of the whole body is ever held.
 """
 
 from __future__ import annotations
 
+import asyncio
 import html
 import time
 import zlib
@@ -39,6 +40,9 @@ def create_app(metrics: Metrics, scheduler, plan_name: str, version: str) -> web
                 data = compressor.compress(chunk) if compressor else chunk
                 if data:
                     await response.write(data)  # waits while the client is behind
+                # let probes' callbacks run between pieces: a scrape never holds the loop for
+                # more than one piece (~1 ms), so it cannot inflate measured probe latencies
+                await asyncio.sleep(0)
             if compressor:
                 await response.write(compressor.flush())
             await response.write_eof()
