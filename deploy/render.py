@@ -15,6 +15,7 @@ Generated (never edit by hand; change the plan and re-run):
   kubernetes/overlays/example/plan.yaml      the plan with in-cluster URLs (the example overlay)
   prometheus/prometheus.yml, prometheus/canary-guard.rules.yml
   alertmanager/alertmanager.yml              `canary-guard rules render` -> alertmanager.yml
+  kubernetes/alertmanager/alertmanager.yml   the same from the example overlay's plan (in-cluster URLs)
   grafana/                                   `canary-guard dashboard render`
   flagger/canary.yaml                        a Flagger Canary whose analysis asks `gate serve`
   argo-rollouts/analysistemplate.yaml        an Argo Rollouts AnalysisTemplate (web provider)
@@ -54,7 +55,9 @@ ROLLOUT_SA = "canary-guard-rollout"
 WEBHOOK_JOB = contract.WEBHOOK_JOB  # the generated CanaryGuardWebhookDown alert selects on it
 EXPORTER_ADDR = "canary-guard-exporter:9111"
 WEBHOOK_ADDR = "canary-guard-webhook:9112"
-ALERTMANAGER_ADDR = "alertmanager:9093"
+# Both instances of the Alertmanager cluster: Prometheus sends every alert to each of them (they
+# deduplicate by gossip); one address behind a load balancer would lose alerts when it fails.
+ALERTMANAGER_ADDRS = ["alertmanager-0:9093", "alertmanager-1:9093"]
 # In-cluster addresses the example overlay's plan uses.
 CLUSTER_TRACK_URLS = {"canary": "http://recoveryos-canary.recoveryos.svc:8000",
                       "stable": "http://recoveryos-stable.recoveryos.svc:8000"}
@@ -207,7 +210,7 @@ def prometheus_config(plan: Plan) -> str:
             # An HA pair sets external_labels {replica: a|b}; dropping it on the way to
             # Alertmanager makes both replicas' alerts identical, so they are deduplicated.
             "alert_relabel_configs": [{"action": "labeldrop", "regex": "replica"}],
-            "alertmanagers": [{"static_configs": [{"targets": [ALERTMANAGER_ADDR]}]}],
+            "alertmanagers": [{"static_configs": [{"targets": ALERTMANAGER_ADDRS}]}],
         },
         "scrape_configs": [
             {"job_name": plan.prometheus.job, "scrape_interval": interval,
@@ -374,7 +377,7 @@ def render(plan_path: Path | None, out: Path) -> None:
     k8s = out / "kubernetes" / "base"
     example = out / "kubernetes" / "overlays" / "example"
     for d in (k8s / "dashboards", example, out / "prometheus", out / "alertmanager", out / "flagger",
-              out / "argo-rollouts"):
+              out / "argo-rollouts", out / "kubernetes" / "alertmanager"):
         d.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source, k8s / "plan.yaml")
     (k8s / "rbac.yaml").write_text(rbac(plan))
@@ -392,6 +395,11 @@ def render(plan_path: Path | None, out: Path) -> None:
         shutil.copyfile(rules / "prometheusrule.yaml", k8s / "prometheusrule.yaml")
         shutil.copyfile(rules / "canary-guard.rules.yml", out / "prometheus" / "canary-guard.rules.yml")
         shutil.copyfile(rules / "alertmanager.yml", out / "alertmanager" / "alertmanager.yml")
+        # The in-cluster Alertmanager's routing: from the example overlay's plan (in-cluster URLs).
+        cluster_rules = Path(tmp) / "cluster-rules"
+        run_cli("rules", "render", "--plan", str(example / "plan.yaml"), "--out", str(cluster_rules))
+        shutil.copyfile(cluster_rules / "alertmanager.yml",
+                        out / "kubernetes" / "alertmanager" / "alertmanager.yml")
     grafana = out / "grafana"
     run_cli("dashboard", "render", *plan_args, "--out", str(grafana))
     name = "canary-guard-dashboard.json"
