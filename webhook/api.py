@@ -55,6 +55,7 @@ def healthz() -> Response:
         "status": "ok" if worker_ok else "worker stopped",
         "dry_run": s.config.dry_run,
         "auth": "token" if s.auth.enabled else "disabled (--insecure-no-auth)",
+        "replica": s.store.owner,  # this process's id: the owner of the runs it has claimed
         "queue_depth": counts.get("runs_" + QUEUED, 0),
         "needs_review": counts.get("runs_" + NEEDS_REVIEW, 0),
         "notifications": counts["notifications"],
