@@ -281,11 +281,13 @@ class SQLStore:
                    annotations=json.loads(row[12] or "{}"), fingerprint=row[13] or "",
                    starts_at=row[14] or "", priority=row[15])
 
-    def next_due(self) -> float | None:
+    def next_due(self, max_priority: int | None = None) -> float | None:
+        prio = PAGE if max_priority is None else max_priority
         r = self._read()
-        due = r.execute("SELECT MIN(next_at) FROM runs WHERE status = 'queued'").fetchone()[0]
-        lease = r.execute("SELECT MIN(lease_until) FROM runs WHERE status = 'running' AND owner <> ?",
-                          (self.owner,)).fetchone()[0]
+        due = r.execute("SELECT MIN(next_at) FROM runs WHERE status = 'queued' AND priority <= ?",
+                        (prio,)).fetchone()[0]
+        lease = r.execute("SELECT MIN(lease_until) FROM runs WHERE status = 'running' AND owner <> ? "
+                          "AND priority <= ?", (self.owner, prio)).fetchone()[0]
         times = [t for t in (due, lease) if t is not None]
         return min(times) if times else None
 
