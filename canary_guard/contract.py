@@ -89,6 +89,10 @@ WEBHOOK_COOLDOWN_REFUSALS = WEBHOOK_PREFIX + "cooldown_refusals_total"  # {actio
 WEBHOOK_ESCALATIONS = WEBHOOK_PREFIX + "escalations_total"  # {action}
 WEBHOOK_QUEUE_DEPTH = WEBHOOK_PREFIX + "queue_depth"
 WEBHOOK_NEEDS_REVIEW = WEBHOOK_PREFIX + "needs_review"
+# Incidents whose action failed/partly failed/was refused/needs review and nobody decided since.
+WEBHOOK_OPEN_ESCALATIONS = WEBHOOK_PREFIX + "open_escalations"
+WEBHOOK_ALERTMANAGER_POSTS = WEBHOOK_PREFIX + "alertmanager_posts_total"  # {outcome}: ok | error
+WEBHOOK_DECISIONS = WEBHOOK_PREFIX + "decisions_total"  # {decision}: people's decisions
 
 # How a run of a plan action ended (webhook runs; the outcome label of WEBHOOK_ACTIONS).
 RUN_OUTCOMES: tuple[str, ...] = ("succeeded", "failed", "partial", "refused", "cooldown",

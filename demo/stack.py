@@ -29,7 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from canary_guard import contract
-from canary_guard.plan import DisableFeature, KubectlRollback, Plan
+from canary_guard.plan import DisableFeature, KubectlRollback, Notify, Plan
+from canary_guard.plan.notify import Email, Slack
+
+from .sinks import SlackSink, SmtpSink
 
 CLI = [sys.executable, "-m", "canary_guard"]
 HOST = "127.0.0.1"
@@ -131,6 +134,14 @@ class Stack:
         self.webhook_db = self.dir / "webhook.db"
         self.webhook_token = secrets.token_urlsafe(24)
         self.service_key = secrets.token_urlsafe(24)
+        # People: a Slack-compatible sink and an SMTP relay stand in for Slack and the mail relay;
+        # Alertmanager delivers to them with its own integrations (demo/sinks.py).
+        self.slack: SlackSink | None = None
+        self.smtp: SmtpSink | None = None
+        self.secrets_dir = self.dir / "secrets"
+        self.users_file = self.dir / "webhook-users"
+        self.operator = ("demo", secrets.token_urlsafe(12))  # signs in to the webhook's page
+        self.smtp_password = secrets.token_urlsafe(18)
         self._stopped = False
         self._ports: dict[str, int] = {}
         self.plan: Plan | None = None
@@ -192,7 +203,22 @@ class Stack:
         })
         return plan.model_copy(update={
             "targets": targets, "actions": actions, "alertmanager": alertmanager,
+            "notify": self._local_notify(plan),
         })
+
+    def _local_notify(self, plan: Plan) -> Notify:
+        """The plan's people, delivered to the local sinks (its channel and address kept)."""
+        n = plan.notify
+        slack = (n.slack or Slack(channel="#canary-guard", api_url_file="/x")).model_copy(
+            update={"api_url_file": str(self.secrets_dir / "slack-api-url")})
+        email = n.email or Email.model_validate({"to": ["oncall@example.com"], "smarthost": "localhost:25",
+                                                 "from": "canary-guard@example.com"})
+        email = email.model_copy(update={
+            "smarthost": f"{HOST}:{self.port('smtp')}", "require_tls": False,  # loopback, no certificate
+            "auth_username": email.from_, "auth_password_file": str(self.secrets_dir / "smtp-password"),
+            "tls_ca_file": None, "tls_server_name": None})
+        # PagerDuty and other webhooks have no local stand-in: the demo leaves them out
+        return Notify(slack=slack, email=email)
 
     def _write_files(self) -> None:
         self.plan = self.derive_plan()
@@ -202,6 +228,17 @@ class Stack:
         )
         (self.dir / "webhook-token").write_text(self.webhook_token + "\n")
         os.chmod(self.dir / "webhook-token", 0o600)
+        self.secrets_dir.mkdir(mode=0o700, exist_ok=True)
+        (self.secrets_dir / "slack-api-url").write_text(f"http://{HOST}:{self.port('slack')}/services/demo\n")
+        # no trailing newline: Alertmanager 0.25 sends the password file byte for byte
+        (self.secrets_dir / "smtp-password").write_text(self.smtp_password)
+        self.users_file.unlink(missing_ok=True)
+        # through the CLI, as a user would (the demo never imports the webhook)
+        out = subprocess.run([*CLI, "webhook", "--users", str(self.users_file), "--add-user",
+                              self.operator[0], "--role", "operator"], input=self.operator[1] + "\n",
+                             capture_output=True, text=True, timeout=60)
+        if out.returncode != 0:
+            raise StackError(f"adding the demo operator failed:\n{out.stdout}{out.stderr}")
         self.kubectl.parent.mkdir(exist_ok=True)
         self.kubectl.write_text(KUBECTL_STANDIN.format(python=sys.executable, record=str(self.record_file)))
         self.kubectl.chmod(0o755)
@@ -256,7 +293,9 @@ class Stack:
         self._add("exporter", [*CLI, "exporter", *plan_arg, "--listen", f"{HOST}:{self.port('exporter')}"],
                   "/metrics", service_env)
         self._add("webhook", [*CLI, "webhook", *plan_arg, "--listen", f"{HOST}:{self.port('webhook')}",
-                              "--db", str(self.webhook_db)], "/healthz",
+                              "--db", str(self.webhook_db), "--users", str(self.users_file),
+                              "--alertmanager", self.alertmanager_url, "--external-url", self.webhook_url],
+                  "/healthz",
                   {**service_env, self.source_plan.webhook.token_env: self.webhook_token})
         am_config = self.rules_dir / "alertmanager.yml"
         self._add("alertmanager", [
@@ -336,6 +375,12 @@ class Stack:
         self._write_files()
         self._render_rules()
         self._define()
+        self.slack = SlackSink(port=self.port("slack")).start()
+        n = self.plan.notify
+        self.smtp = SmtpSink(port=self.port("smtp"), username=n.email.auth_username,
+                             password=self.smtp_password).start()
+        self.log(f"starting slack sink      {self.slack.url}")
+        self.log(f"starting smtp relay      {self.smtp.smarthost}")
         names = [n for n in self.components if n.startswith("sandbox-")]
         names += ["exporter", "webhook", "alertmanager", "prometheus"]
         for name in names:
@@ -368,6 +413,9 @@ class Stack:
         self._stopped = True
         for name in reversed(list(self.components)):
             self.stop_component(name)
+        for sink in (self.slack, self.smtp):
+            if sink is not None:
+                sink.stop()
         if not self.keep_workdir:
             shutil.rmtree(self.dir, ignore_errors=True)
 

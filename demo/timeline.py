@@ -87,6 +87,8 @@ class Watcher:
         self.disabled = set(self._disabled())
         self.counters = self._counters()
         self.first_bad_seen = False
+        self.slack_seen = len(stack.slack.messages) if stack.slack else 0
+        self.mail_seen = len(stack.smtp.messages) if stack.smtp else 0
         self.ever_alerts: set[str] = set()
 
     def _actions(self) -> list[dict]:
@@ -156,7 +158,7 @@ class Watcher:
         for name in sorted({k[0] for k in am_now - self.am}):
             n = len([k for k in am_now - self.am if k[0] == name])
             lines.append(f"alertmanager: {name} active" + (f" ({n} series)" if n > 1 else "")
-                         + ", routed to the webhook")
+                         + ", routed to the webhook and the people")
         self.am = am_now
         for rec in self._actions():
             if rec["id"] in self.action_ids:
@@ -168,6 +170,7 @@ class Watcher:
             if _final(rec):  # its outcome, once
                 self.action_ids.add(rec["id"])
                 lines.append("webhook: " + describe_action(rec))
+        lines += self._people()
         calls = self.stack.kubectl_calls()
         for call in calls[self.kubectl_seen:]:
             lines.append("kubectl stand-in recorded: kubectl " + " ".join(call["argv"]))
@@ -181,8 +184,28 @@ class Watcher:
         self.disabled = disabled
         return lines
 
+    def _people(self) -> list[str]:
+        """What reached the people: Slack messages in full (what a person reads), e-mails by subject."""
+        lines: list[str] = []
+        if self.stack.slack:
+            new = self.stack.slack.since(self.slack_seen)
+            self.slack_seen += len(new)
+            for msg in new:
+                lines.append(f"{msg.channel} <- {msg.title}")
+                lines += [f"    | {line}" for line in msg.text.strip().splitlines()
+                          if line.startswith(PERSON_LINES)]
+        if self.stack.smtp:
+            new = self.stack.smtp.since(self.mail_seen)
+            self.mail_seen += len(new)
+            lines += [f"{msg.channel} <- {msg.title}" for msg in new]
+        return lines
+
     def firing(self, track_only: bool = True) -> list[tuple]:
         return [k for k, s in self.prom.items() if not track_only or k[1] in ("", self.track)]
+
+
+# the lines of a notification a person acts on (rules/notify.py writes them)
+PERSON_LINES = ("FIRING", "RESOLVED", "Track:", "Measured:", "Webhook action:", "Incident:", "Runbook:")
 
 
 def _value(alerts: list[dict], key: tuple) -> str:

@@ -138,7 +138,7 @@ def post(url: str, body: Any, headers: dict[str, str] | None = None, **kw: Any) 
 
 
 def actions(url: str, **params: Any) -> list[dict[str, Any]]:
-    resp = httpx.get(f"{url}/api/actions", params=params, timeout=10)
+    resp = httpx.get(f"{url}/api/actions", params=params, headers=AUTH, timeout=10)
     resp.raise_for_status()
     return resp.json()["actions"]
 

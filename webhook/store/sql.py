@@ -34,6 +34,7 @@ from .base import (
     Run,
     initial_run,
 )
+from .review import ReviewStore
 
 log = logging.getLogger("webhook")
 
@@ -106,7 +107,7 @@ def coalesce_key(labels: Mapping[str, str]) -> str:
                       separators=(",", ":"))
 
 
-class SQLStore:
+class SQLStore(ReviewStore):
     """The store, over any DB-API-like backend. Subclasses set what differs."""
 
     #: appended to the run-claiming subquery (PostgreSQL: " FOR UPDATE SKIP LOCKED")
