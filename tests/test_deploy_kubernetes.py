@@ -69,7 +69,7 @@ def test_every_object_validates_against_the_api_schema(which, request):
     objs = request.getfixturevalue(which)
     kinds = {o["kind"] for o in objs}
     assert {"Namespace", "Deployment", "Service", "ServiceAccount", "Role", "RoleBinding", "ConfigMap",
-            "PodDisruptionBudget", "ServiceMonitor", "PrometheusRule"} <= kinds
+            "PodDisruptionBudget", "ServiceMonitor", "PodMonitor", "PrometheusRule"} <= kinds
     if which == "overlay":
         assert {"Secret", "StatefulSet"} <= kinds
     problems = [p for o in objs for p in validate(o)]
@@ -394,3 +394,23 @@ def test_the_role_is_restricted_to_the_plans_deployment(base, tmp_path):
     result, cluster = _undo(role["rules"], tmp_path, deployment="some-other-app")
     assert result.returncode != 0
     assert ("get", "deployments", "some-other-app") in cluster.denied
+
+
+def test_traffic_podmonitor_copies_the_track_from_a_pod_label(base):
+    """The service's own request metrics: its pods in the plan's namespace, the track pod label
+    copied into the series' track label (the canary and stable pods differ by nothing else),
+    the service's own `endpoint` label kept, the plan's job name."""
+    plan = load_plan()
+    t = plan.traffic
+    pm = one(base, "PodMonitor", f"{plan.service}-traffic")
+    assert pm["metadata"]["namespace"] == "canary-guard"
+    assert pm["spec"]["namespaceSelector"]["matchNames"] == [plan.actions["rollback"].namespace]
+    assert pm["spec"]["selector"]["matchExpressions"] == [{"key": t.pod_label, "operator": "Exists"}]
+    ep = pm["spec"]["podMetricsEndpoints"][0]
+    assert ep["path"] == "/metrics" and ep["honorLabels"] is True and ep["targetPort"] == 8000
+    meta = "__meta_kubernetes_pod_label_track"
+    assert ep["relabelings"] == [
+        {"action": "keep", "sourceLabels": [meta], "regex": "canary|stable"},
+        {"action": "replace", "sourceLabels": [meta], "targetLabel": t.track_label},
+        {"action": "replace", "targetLabel": "job", "replacement": t.job},
+    ]
