@@ -38,6 +38,7 @@ class Criterion:
     detail: str = ""
     baseline_verdict: str | None = None  # the same criterion on the baseline track, if compared
     shared: bool = False  # breached here and not shown to hold on the baseline: not the release's
+    source: str = "probe"  # the evidence: probe (the exporter's) or traffic (the service's requests)
 
 
 @dataclass
@@ -49,6 +50,7 @@ class Comparison:
     latency: dict = field(default_factory=dict)
     errors: dict = field(default_factory=dict)
     detail: str = ""
+    source: str = "probe"
 
 
 @dataclass
@@ -65,6 +67,8 @@ class Report:
     endpoints: list[dict]
     comparison: list[Comparison]
     timing: dict
+    source: str = "probe"  # probe, traffic, or probe+traffic: what the decision rests on
+    sources: dict = field(default_factory=dict)  # each source's own decision, when both judged
 
     @property
     def exit_code(self) -> int:

@@ -32,12 +32,10 @@ def build_groups(plan: Plan) -> list[RuleGroup]:
     prefix = f"canary-guard-{plan.name}"
     contexts = kinds.contexts(plan)
     recorded: list[RecordingRule] = [r for win in windows(plan) for r in recording.window_rules(win)]
+    # the service's own traffic at its window, for the dashboard and status (rules/traffic.py)
+    recorded += traffic.default_rules(plan)
     # a unit's own rules follow the family; triggers of one kind may ask for the same rule
     for rule in (r for ctx in contexts for r in ctx.unit.recording_rules(ctx)):
-        if rule not in recorded:
-            recorded.append(rule)
-    # the service's own traffic at its window, for the dashboard and status (rules/traffic.py)
-    for rule in traffic.default_rules(plan):
         if rule not in recorded:
             recorded.append(rule)
     alerts = [a for ctx in contexts for a in ctx.unit.alert_rules(ctx)]

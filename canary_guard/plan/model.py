@@ -229,7 +229,8 @@ class Plan(Model):
         out = []
         fd = format_duration
         for i, trig in enumerate(self.triggers):
-            if trig.kind != "latency_avg" or not trig.threshold:
+            # probe timeouts cut probes only: the service's own latency has no such ceiling
+            if trig.kind != "latency_avg" or not trig.threshold or trig.source != "probe":
                 continue
             thr = trig.threshold
             own = [e for e in self.endpoints if e.timeout is not None]
@@ -278,7 +279,8 @@ class Plan(Model):
                         f"error; set {where} to at least {fd(suggest_timeout(seen.p99, seen.max))}"
                     )
             for j, trig in enumerate(self.triggers):
-                if trig.kind == "latency_avg" and trig.threshold and seen.p95 >= trig.threshold:
+                if trig.kind == "latency_avg" and trig.threshold and seen.p95 >= trig.threshold \
+                        and trig.source == "probe":
                     out.append(
                         f"triggers[{j}].threshold: {ep.name}'s learned p95 ({human_seconds(seen.p95)}) is "
                         f"not below {human_seconds(trig.threshold)}: the average of a few healthy probes of "
