@@ -34,6 +34,10 @@ INFO = "canary_guard_info"  # gauge {version, plan}
 EXPORTER_INFLIGHT = "canary_guard_exporter_inflight_probes"
 EXPORTER_SERIES = "canary_guard_exporter_series"
 EXPORTER_START_TIME = "canary_guard_exporter_start_time_seconds"
+EXPORTER_SCRAPES = "canary_guard_exporter_scrapes_total"  # counter {format, encoding}
+# How /metrics was served: the exposition format and the content encoding the scraper accepted.
+EXPOSITION_FORMATS: tuple[str, ...] = ("openmetrics", "text")
+EXPOSITION_ENCODINGS: tuple[str, ...] = ("gzip", "identity")
 
 # A probe's outcome: exactly one per probe.
 OUTCOMES: tuple[str, ...] = ("success", "error", "null", "disabled")
