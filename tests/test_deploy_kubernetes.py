@@ -42,7 +42,7 @@ def overlay(tmp_path_factory) -> list[dict]:
     tree = tmp_path_factory.mktemp("k8s") / "kubernetes"
     shutil.copytree(K8S, tree, ignore=shutil.ignore_patterns("*.env"))
     example = tree / "overlays" / "example"
-    for sample in example.glob("*.env.example"):
+    for sample in example.glob("*.example"):
         shutil.copyfile(sample, example / sample.name.removesuffix(".example"))
     return kustomize(example)
 
@@ -414,3 +414,34 @@ def test_traffic_podmonitor_copies_the_track_from_a_pod_label(base):
         {"action": "replace", "sourceLabels": [meta], "targetLabel": t.track_label},
         {"action": "replace", "targetLabel": "job", "replacement": t.job},
     ]
+
+
+def test_webhook_people_side_is_wired_in_the_overlay(overlay, tmp_path):
+    """Operators can sign in (users file and shared session key from a Secret), and a failed
+    action escalates to every member of the Alertmanager cluster the overlay deploys."""
+    import base64
+
+    from canary_guard.webhook.auth import Users
+
+    spec = pod_spec(overlay, "canary-guard-webhook")
+    container = spec["containers"][0]
+    args = build_parser().parse_args(container["args"])
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    secret = one(overlay, "Secret", "canary-guard-webhook-people")
+    assert volumes["people"]["secret"]["secretName"] == secret["metadata"]["name"]
+    for path in (args.users, args.session_key_file):
+        directory, _, key = path.rpartition("/")
+        assert directory == mounts["people"] and key in secret["data"], path
+    # the example users file is a valid (empty) users file
+    users = tmp_path / "users"
+    users.write_bytes(base64.b64decode(secret["data"]["users"]))
+    assert Users(str(users)).configured
+    sts = one(overlay, "StatefulSet", "alertmanager")
+    service, ns = sts["spec"]["serviceName"], sts["metadata"]["namespace"]
+    port = next(p["containerPort"] for p in sts["spec"]["template"]["spec"]["containers"][0]["ports"]
+                if p["name"] == "web")
+    assert sorted(args.alertmanager) == [
+        f"http://{sts['metadata']['name']}-{i}.{service}.{ns}.svc:{port}"
+        for i in range(sts["spec"]["replicas"])]
+    assert args.external_url.startswith("https://")
