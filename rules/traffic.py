@@ -14,10 +14,9 @@ outcome out; a series that does not exist yet (no failure so far) counts as zero
 
 from __future__ import annotations
 
-import math
-
 from canary_guard import contract
 from canary_guard.plan import Plan, Traffic
+from canary_guard.plan.traffic import default_window as traffic_window
 
 from .model import RecordingRule
 from .names import LEVELS, traffic, traffic_latency, traffic_ratio, w
@@ -107,16 +106,7 @@ def window_rules(plan: Plan, window: float) -> list[RecordingRule]:
     return out
 
 
-def default_window(plan: Plan) -> float | None:
-    """The window of the traffic section (what traffic triggers judge unless they set their
-    own), never shorter than four scrapes; None without a traffic section."""
-    if plan.traffic is None:
-        return None
-    return float(max(plan.traffic.window, math.ceil(4 * plan.prometheus.scrape_interval)))
-
-
 def default_rules(plan: Plan) -> list[RecordingRule]:
-    """The traffic family at the section's window: recorded whenever the plan has a traffic
-    section, so the dashboard and the status view show traffic beside the probes."""
-    win = default_window(plan)
-    return [] if win is None else window_rules(plan, win)
+    """The traffic family at the section's window (``plan.traffic.default_window``): recorded
+    whenever the plan has a traffic section, so the dashboard shows traffic beside the probes."""
+    return [] if plan.traffic is None else window_rules(plan, traffic_window(plan))

@@ -201,7 +201,7 @@ class Plan(Model):
             return trigger.window
         if trigger.source == "traffic" and self.traffic is not None:
             # requests arrive continuously: the window needs only scrapes for rate()
-            return float(max(self.traffic.window, math.ceil(4 * self.prometheus.scrape_interval)))
+            return traffic_section.default_window(self)
         floor = max(4 * self.prometheus.scrape_interval, 2 * self.probe.interval)
         if trigger.kind in ("error_rate", "availability"):
             series = len(self.endpoints) if trigger.kind == "availability" else 1

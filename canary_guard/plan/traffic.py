@@ -12,6 +12,7 @@ values are escaped by the rule generator.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import TYPE_CHECKING, Annotated
 
@@ -140,6 +141,13 @@ def problems(plan: Plan) -> list[str]:
                    f"prometheus.scrape_interval ({format_duration(scrape)}): rate() needs two "
                    f"samples; use at least {format_duration(2 * scrape)}")
     return out
+
+
+def default_window(plan: Plan) -> float:
+    """What traffic triggers judge unless they set their own window: ``traffic.window``, never
+    shorter than four scrapes (rate() needs samples to work with)."""
+    assert plan.traffic is not None
+    return float(max(plan.traffic.window, math.ceil(4 * plan.prometheus.scrape_interval)))
 
 
 # an average latency of fewer requests is noise (one slow request among three is not a release);
