@@ -29,6 +29,12 @@ if TYPE_CHECKING:
 SOURCE = "traffic"
 
 
+def _held(ctx: Context) -> float:
+    """The alert's ``for``: the context's (a baseline-aware trigger waits out a grace) or the
+    trigger's own."""
+    return getattr(ctx, "for_", ctx.trigger.for_)
+
+
 def _short_pct(value: float) -> str:
     return f"{value * 100:.4g}%"
 
@@ -108,7 +114,7 @@ class TrafficRatio(TrafficUnit):
         track, ep = ctx.tracks[0], plan.endpoints[0].name
         ok, bad = self.statuses(ctx)
         margin = self.margin(t.threshold)
-        n = cases.steps(win) + 3
+        n = cases.steps(win) + 3 + cases.steps(_held(ctx))
         at = cases.eval_at(n * cases.s)
         labels = {"track": track, "endpoint": ep} if self.level == names.TRACK_ENDPOINT else {"track": track}
         need = min_requests(plan, t)
@@ -238,7 +244,7 @@ class TrafficLatencyAvg(TrafficUnit):
         track, ep = ctx.tracks[0], plan.endpoints[0].name
         labels = {"track": track, "endpoint": ep}
         fill = cases.steps(win) + 2
-        n = fill + cases.steps(t.for_) + 2
+        n = fill + cases.steps(_held(ctx)) + 2
         at = cases.eval_at(n * cases.s)
         need = min_requests(plan, t)
         per = max(1, -(-need // max(1, cases.steps(win) - 1)))  # requests per scrape: the minimum
@@ -264,20 +270,21 @@ class TrafficLatencyAvg(TrafficUnit):
                 cases.s, cases.traffic_latency(track, ep, lat, 1),
                 [AlertCheck(cases.eval_at(steps * cases.s), t.alert, [])],
             ))
-        if t.for_:
+        hold = _held(ctx)
+        if hold:
             # no requests, then every request slow and many (twice the minimum per scrape): the
             # condition holds from the first slow scrape on, and the alert waits out `for`
             quiet = fill
             start = cases.eval_at(quiet * cases.s)
-            fire = cases.eval_at(start + t.for_)
+            fire = cases.eval_at(start + hold)
             total = cases.steps(fire) + 2
             ramp: list[float | None] = [None] * (quiet - 1) + [2 * thr] * (total - quiet + 1)
             out.append(UnitTest(
-                f"{t.alert}: {names.w(t.for_ - 1)} of slow user traffic does not fire, "
-                f"{names.w(t.for_)} does",
+                f"{t.alert}: {names.w(hold - 1)} of slow user traffic does not fire, "
+                f"{names.w(hold)} does",
                 cases.s, cases.traffic_latency(track, ep, ramp, 2 * need),
                 [AlertCheck(start - cases.e, t.alert, []),
-                 AlertCheck(start + t.for_ - 1, t.alert, []),
+                 AlertCheck(start + hold - 1, t.alert, []),
                  AlertCheck(fire, t.alert, [cases.expect(ctx, labels, 2 * thr)])],
             ))
         other = cases.unguarded(ctx)
