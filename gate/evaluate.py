@@ -373,6 +373,19 @@ def _mark_shared(criteria: list[Criterion], crit: Criteria, baseline: str,
         c.shared = c.verdict == FAIL and other.verdict != PASS
 
 
+def conclude(criteria: list[Criterion], comparison: list[Comparison], reasons: list[str],
+             promoted: str) -> tuple[str, list[str]]:
+    """The decision and its reasons: a breach (not a shared cause) or a regression rolls back,
+    anything not shown holds, else promote (``promoted`` says why)."""
+    if any(c.verdict == FAIL and not c.shared for c in criteria) or \
+            any(r.verdict == "regression" for r in comparison):
+        return ROLLBACK, [r for r in reasons
+                          if ("breached" in r and "shared cause" not in r) or "regressed" in r]
+    if reasons:
+        return HOLD, reasons
+    return PROMOTE, [promoted]
+
+
 def decide(plan: Plan, index: int, track: str, baseline: str | None, window: float, at: float,
            data: dict[tuple[str, str], Series], started: float | None, since_flag: bool) -> Report:
     phase = plan.phases[index]
@@ -427,15 +440,8 @@ def decide(plan: Plan, index: int, track: str, baseline: str | None, window: flo
             reasons.append(f"comparison with {baseline} lacks data ({a.min_probes}+ probes each) for: "
                            + ", ".join(short))
 
-    if any(c.verdict == FAIL and not c.shared for c in criteria) or \
-            any(r.verdict == "regression" for r in comparison):
-        decision = ROLLBACK
-        reasons = [r for r in reasons if ("breached" in r and "shared cause" not in r) or "regressed" in r]
-    elif reasons:
-        decision = HOLD
-    else:
-        decision = PROMOTE
-        reasons.append("every criterion shown" + (f"; no regression against {baseline}" if baseline else ""))
+    decision, reasons = conclude(criteria, comparison, reasons, "every criterion shown"
+                                 + (f"; no regression against {baseline}" if baseline else ""))
 
     per_endpoint = []
     for ep in endpoints:

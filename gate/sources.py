@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from .evaluate import FAIL, HOLD, INSUFFICIENT, PASS, PROMOTE, ROLLBACK, Comparison, Criterion, Report
+from .evaluate import FAIL, INSUFFICIENT, PASS, Comparison, Criterion, Report, conclude
 
 SOURCES = ("probe", "traffic")
 
@@ -79,16 +79,9 @@ def merge(probe: Report, traffic: Report) -> Report:
         reasons.append(f"comparison with {probe.baseline} lacks data (probes or requests) for: "
                        + ", ".join(short))
 
-    if any(c.verdict == FAIL and not c.shared for c in criteria) or \
-            any(r.verdict == "regression" for r in comparison):
-        decision = ROLLBACK
-        reasons = [r for r in reasons if ("breached" in r and "shared cause" not in r) or "regressed" in r]
-    elif reasons:
-        decision = HOLD
-    else:
-        decision = PROMOTE
-        reasons.append("every criterion shown by the probes or the requests"
-                       + (f"; no regression against {probe.baseline}" if probe.baseline else ""))
+    decision, reasons = conclude(criteria, comparison, reasons,
+                                 "every criterion shown by the probes or the requests"
+                                 + (f"; no regression against {probe.baseline}" if probe.baseline else ""))
     return replace(
         probe, decision=decision, reasons=reasons, criteria=criteria, comparison=comparison,
         source="+".join(SOURCES),
