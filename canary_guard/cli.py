@@ -17,6 +17,8 @@ from .logs import setup_logging
 COMMANDS: dict[str, tuple[str, str]] = {
     "plan": ("canary_guard.plancheck", "validate a plan file and summarise it"),
     "sandbox": ("canary_guard.sandbox.cli", "run the simulated service with fault injection"),
+    "traffic": ("canary_guard.sandbox.traffic",
+                "send simulated user traffic, split between the tracks (bounded)"),
     "exporter": ("canary_guard.exporter.cli", "probe the endpoints and expose Prometheus metrics"),
     "rules": ("canary_guard.rules.cli", "render and check Prometheus rules and Alertmanager routing"),
     "webhook": ("canary_guard.webhook.cli", "receive Alertmanager notifications and run rollbacks"),
@@ -40,18 +42,36 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (module, help_text) in COMMANDS.items():
         try:
             mod = importlib.import_module(module)
-        except ModuleNotFoundError as err:
-            if err.name and module.startswith(err.name):
-                continue  # component not built yet
-            raise
+        except Exception as err:  # any failure: the command stays listed and says why when used
+            problem = f"{type(err).__name__}: {err}"
+            p = sub.add_parser(name, help=f"{help_text} [unavailable: {problem}]".replace("%", "%%"),
+                               description=help_text, add_help=False)
+            # whatever follows is the broken component's own arguments: main() accepts them
+            p.set_defaults(_run=_unavailable(name, module, problem), _any_arguments=True)
+            continue
         p = sub.add_parser(name, help=help_text, description=help_text)
         mod.add_arguments(p)
         p.set_defaults(_run=mod.run)
     return parser
 
 
+def _unavailable(name: str, module: str, problem: str):
+    """A command whose module cannot be imported: it stays listed and says why when run."""
+
+    def run(args: argparse.Namespace) -> int:
+        print(f"canary-guard {name}: unavailable: importing {module} failed: {problem}\n"
+              "Reinstall with its dependencies (`make setup`, or `pip install -e .` in a checkout) "
+              "and run it again.", file=sys.stderr)
+        return 2
+
+    return run
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "_any_arguments", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     setup_logging(args.log_level)
     try:
         return int(args._run(args) or 0)

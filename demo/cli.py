@@ -128,7 +128,14 @@ def print_where(stack) -> None:
     print("\nwhere to look:")
     print(f"  Prometheus    {stack.prometheus_url}/alerts   (rules: {stack.prometheus_url}/rules)")
     print(f"  Alertmanager  {stack.alertmanager_url}/#/alerts")
-    print(f"  webhook       {stack.webhook_url}/   (audit trail: {stack.webhook_url}/api/actions)")
+    user, password = stack.operator
+    print(f"  webhook       {stack.webhook_url}/   (sign in as {user} / {password}; audit trail: "
+          f"{stack.webhook_url}/api/actions)")
+    if stack.slack and stack.smtp:
+        print(f"  people        {len(stack.slack.messages)} Slack message(s) to "
+              f"{stack.plan.notify.slack.channel}, {len(stack.smtp.messages)} e-mail(s) to "
+              f"{', '.join(stack.plan.notify.email.to)} (local stand-ins: {stack.slack.url}, "
+              f"smtp://{stack.smtp.smarthost})")
     print(f"  exporter      {stack.exporter_url}/metrics")
     print(f"  canary        {stack.sandbox_url()}/elite/system-status")
     print(f"  files         {stack.dir} (plan.yaml, rules/, logs/)")

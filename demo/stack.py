@@ -29,7 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from canary_guard import contract
-from canary_guard.plan import DisableFeature, KubectlRollback, Plan
+from canary_guard.plan import DisableFeature, KubectlRollback, Notify, Plan
+from canary_guard.plan.notify import Email, Slack
+
+from .sinks import SlackSink, SmtpSink
 
 CLI = [sys.executable, "-m", "canary_guard"]
 HOST = "127.0.0.1"
@@ -96,7 +99,7 @@ class Component:
     name: str
     argv: list[str]
     url: str
-    ready_path: str
+    ready_path: str | None  # None: ready once running
     env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen | None = None
 
@@ -132,6 +135,14 @@ class Stack:
         self.webhook_db = self.dir / "webhook.db"
         self.webhook_token = secrets.token_urlsafe(24)
         self.service_key = secrets.token_urlsafe(24)
+        # People: a Slack-compatible sink and an SMTP relay stand in for Slack and the mail relay;
+        # Alertmanager delivers to them with its own integrations (demo/sinks.py).
+        self.slack: SlackSink | None = None
+        self.smtp: SmtpSink | None = None
+        self.secrets_dir = self.dir / "secrets"
+        self.users_file = self.dir / "webhook-users"
+        self.operator = ("demo", secrets.token_urlsafe(12))  # signs in to the webhook's page
+        self.smtp_password = secrets.token_urlsafe(18)
         self._stopped = False
         self._ports: dict[str, int] = {}
         self.plan: Plan | None = None
@@ -193,7 +204,22 @@ class Stack:
         })
         return plan.model_copy(update={
             "targets": targets, "actions": actions, "alertmanager": alertmanager,
+            "notify": self._local_notify(plan),
         })
+
+    def _local_notify(self, plan: Plan) -> Notify:
+        """The plan's people, delivered to the local sinks (its channel and address kept)."""
+        n = plan.notify
+        slack = (n.slack or Slack(channel="#canary-guard", api_url_file="/x")).model_copy(
+            update={"api_url_file": str(self.secrets_dir / "slack-api-url")})
+        email = n.email or Email.model_validate({"to": ["oncall@example.com"], "smarthost": "localhost:25",
+                                                 "from": "canary-guard@example.com"})
+        email = email.model_copy(update={
+            "smarthost": f"{HOST}:{self.port('smtp')}", "require_tls": False,  # loopback, no certificate
+            "auth_username": email.from_, "auth_password_file": str(self.secrets_dir / "smtp-password"),
+            "tls_ca_file": None, "tls_server_name": None})
+        # PagerDuty and other webhooks have no local stand-in: the demo leaves them out
+        return Notify(slack=slack, email=email)
 
     def _write_files(self) -> None:
         self.plan = self.derive_plan()
@@ -203,6 +229,17 @@ class Stack:
         )
         (self.dir / "webhook-token").write_text(self.webhook_token + "\n")
         os.chmod(self.dir / "webhook-token", 0o600)
+        self.secrets_dir.mkdir(mode=0o700, exist_ok=True)
+        (self.secrets_dir / "slack-api-url").write_text(f"http://{HOST}:{self.port('slack')}/services/demo\n")
+        # no trailing newline: Alertmanager 0.25 sends the password file byte for byte
+        (self.secrets_dir / "smtp-password").write_text(self.smtp_password)
+        self.users_file.unlink(missing_ok=True)
+        # through the CLI, as a user would (the demo never imports the webhook)
+        out = subprocess.run([*CLI, "webhook", "--users", str(self.users_file), "--add-user",
+                              self.operator[0], "--role", "operator"], input=self.operator[1] + "\n",
+                             capture_output=True, text=True, timeout=60)
+        if out.returncode != 0:
+            raise StackError(f"adding the demo operator failed:\n{out.stdout}{out.stderr}")
         self.kubectl.parent.mkdir(exist_ok=True)
         self.kubectl.write_text(KUBECTL_STANDIN.format(python=sys.executable, record=str(self.record_file)))
         self.kubectl.chmod(0o755)
@@ -237,6 +274,15 @@ class Stack:
                  "static_configs": [{"targets": [f"{HOST}:{self.port('webhook')}"]}]},
             ],
         }
+        if plan.traffic is not None:
+            # the sandboxes' own request metrics, labelled with their track as scraping does
+            # in a cluster (deploy/: a PodMonitor copies it from a pod label)
+            config["scrape_configs"].append({
+                "job_name": plan.traffic.job or f"{plan.service}-traffic", "honor_labels": True,
+                "static_configs": [
+                    {"targets": [f"{HOST}:{self.port(f'sandbox-{t.name}')}"],
+                     "labels": {plan.traffic.track_label: t.name}} for t in plan.targets],
+            })
         path = self.dir / "prometheus.yml"
         path.write_text(json.dumps(config, indent=2))  # JSON is YAML
         return path
@@ -258,8 +304,12 @@ class Stack:
         self._add("exporter", [*CLI, "exporter", *plan_arg, "--listen", f"{HOST}:{self.port('exporter')}"],
                   "/metrics", service_env)
         self._add("webhook", [*CLI, "webhook", *plan_arg, "--listen", f"{HOST}:{self.port('webhook')}",
-                              "--db", str(self.webhook_db)], "/healthz",
+                              "--db", str(self.webhook_db), "--users", str(self.users_file),
+                              "--alertmanager", self.alertmanager_url, "--external-url", self.webhook_url],
+                  "/healthz",
                   {**service_env, self.source_plan.webhook.token_env: self.webhook_token})
+        if self.plan.traffic is not None:
+            self.traffic_args()  # defined here, started by the traffic scenarios only
         am_config = self.rules_dir / "alertmanager.yml"
         self._add("alertmanager", [
             shutil.which(BINARIES["alertmanager"]), f"--config.file={am_config}",
@@ -276,7 +326,24 @@ class Stack:
             "--web.enable-lifecycle",
         ], "/-/ready")
 
-    def _add(self, name: str, argv: list[str], ready_path: str, env: dict[str, str] | None = None) -> None:
+    def traffic_args(self, *, rate: float | None = None, canary_percent: float | None = None,
+                     endpoints: list[str] | None = None, duration: float = 6 * 3600.0) -> None:
+        """(Re)define the simulated users (``canary-guard traffic``): the demo settings unless
+        given; bounded by ``duration``. Start them with ``start_component("traffic")``."""
+        demo = self.source_plan.demo
+        argv = [*CLI, "traffic", "--plan", str(self.plan_file),
+                "--rate", f"{rate or demo.traffic_rate:g}",
+                "--split", f"{self.canary_track}={canary_percent or demo.traffic_canary_percent:g}",
+                "--duration", _dur(duration), "--seed", "1"]
+        for ep in endpoints or []:
+            argv += ["--endpoint", ep]
+        env = {}
+        if self.source_plan.auth.token_env:
+            env[self.source_plan.auth.token_env] = self.service_key
+        self._add("traffic", argv, None, env)
+
+    def _add(self, name: str, argv: list[str], ready_path: str | None,
+             env: dict[str, str] | None = None) -> None:
         self.components[name] = Component(name, argv, self.url(name), ready_path, dict(env or {}))
 
     def start_component(self, name: str, timeout: float = 30.0) -> Component:
@@ -292,6 +359,11 @@ class Stack:
         return comp
 
     def _wait_ready(self, comp: Component, timeout: float) -> None:
+        if comp.ready_path is None:  # no HTTP side (the traffic generator): running is ready
+            time.sleep(0.5)
+            if comp.proc.poll() is not None:
+                raise StackError(f"{comp.name} exited with {comp.proc.returncode}:\n{self.tail(comp.name)}")
+            return
         deadline = time.monotonic() + timeout
         url = comp.url + comp.ready_path
         while time.monotonic() < deadline:
@@ -338,6 +410,12 @@ class Stack:
         self._write_files()
         self._render_rules()
         self._define()
+        self.slack = SlackSink(port=self.port("slack")).start()
+        n = self.plan.notify
+        self.smtp = SmtpSink(port=self.port("smtp"), username=n.email.auth_username,
+                             password=self.smtp_password).start()
+        self.log(f"starting slack sink      {self.slack.url}")
+        self.log(f"starting smtp relay      {self.smtp.smarthost}")
         names = [n for n in self.components if n.startswith("sandbox-")]
         names += ["exporter", "webhook", "alertmanager", "prometheus"]
         for name in names:
@@ -370,6 +448,9 @@ class Stack:
         self._stopped = True
         for name in reversed(list(self.components)):
             self.stop_component(name)
+        for sink in (self.slack, self.smtp):
+            if sink is not None:
+                sink.stop()
         if not self.keep_workdir:
             shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -418,6 +499,10 @@ class Stack:
 
     def exporter_metrics(self) -> str:
         return http_get(f"{self.exporter_url}/metrics")
+
+    def service_metrics(self, track: str | None = None) -> str:
+        """A sandbox's own request metrics (what the traffic triggers judge)."""
+        return http_get(f"{self.sandbox_url(track)}/metrics")
 
     def inject(self, fault: dict, track: str | None = None):
         return http_send("POST", f"{self.sandbox_url(track)}/-/faults", fault, headers=self.service_headers())

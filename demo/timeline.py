@@ -73,12 +73,20 @@ def probe_counters(metrics: str, track: str) -> dict[str, float]:
     return out
 
 
+def failed_requests(metrics: str) -> float:
+    """Failed requests a sandbox counted itself (its users' and the probes')."""
+    return sum(float(value) for name, labels, value in _SAMPLE.findall(metrics)
+               if name == "recoveryos_requests_total" and 'status="error"' in labels)
+
+
 class Watcher:
     """Reads the stack's state and reports what changed since the last look."""
 
-    def __init__(self, stack: Stack, track: str):
+    def __init__(self, stack: Stack, track: str, traffic: bool = False):
         self.stack = stack
         self.track = track
+        self.traffic = traffic
+        self.failed = self._failed()
         self.prom: dict[tuple, str] = {}
         self.am: set[tuple] = set()
         self.action_ids: set = {a["id"] for a in self._actions()}
@@ -87,6 +95,8 @@ class Watcher:
         self.disabled = set(self._disabled())
         self.counters = self._counters()
         self.first_bad_seen = False
+        self.slack_seen = len(stack.slack.messages) if stack.slack else 0
+        self.mail_seen = len(stack.smtp.messages) if stack.smtp else 0
         self.ever_alerts: set[str] = set()
 
     def _actions(self) -> list[dict]:
@@ -107,9 +117,22 @@ class Watcher:
         except OSError:
             return None
 
+    def _failed(self) -> float | None:
+        if not self.traffic:
+            return None
+        try:
+            return failed_requests(self.stack.service_metrics(self.track))
+        except OSError:
+            return None
+
     def poll(self) -> list[str]:
         """Human-readable lines for everything that changed."""
         lines: list[str] = []
+        failed = self._failed()
+        if failed is not None and self.failed is not None and failed > self.failed:
+            lines.append(f"service: first failed requests of users on {self.track} "
+                         f"({failed - self.failed:g} in its own counters)")
+            self.traffic = False  # once
         counters = self._counters()
         if counters and self.counters and not self.first_bad_seen:
             for kind, text in (("error", "error"), ("null", "null"), ("pii", "PII exposure"),
@@ -156,7 +179,7 @@ class Watcher:
         for name in sorted({k[0] for k in am_now - self.am}):
             n = len([k for k in am_now - self.am if k[0] == name])
             lines.append(f"alertmanager: {name} active" + (f" ({n} series)" if n > 1 else "")
-                         + ", routed to the webhook")
+                         + ", routed to the webhook and the people")
         self.am = am_now
         for rec in self._actions():
             if rec["id"] in self.action_ids:
@@ -168,6 +191,7 @@ class Watcher:
             if _final(rec):  # its outcome, once
                 self.action_ids.add(rec["id"])
                 lines.append("webhook: " + describe_action(rec))
+        lines += self._people()
         calls = self.stack.kubectl_calls()
         for call in calls[self.kubectl_seen:]:
             lines.append("kubectl stand-in recorded: kubectl " + " ".join(call["argv"]))
@@ -181,10 +205,30 @@ class Watcher:
         self.disabled = disabled
         return lines
 
+    def _people(self) -> list[str]:
+        """What reached the people: Slack messages in full (what a person reads), e-mails by subject."""
+        lines: list[str] = []
+        if self.stack.slack:
+            new = self.stack.slack.since(self.slack_seen)
+            self.slack_seen += len(new)
+            for msg in new:
+                lines.append(f"{msg.channel} <- {msg.title}")
+                lines += [f"    | {line}" for line in msg.text.strip().splitlines()
+                          if line.startswith(PERSON_LINES)]
+        if self.stack.smtp:
+            new = self.stack.smtp.since(self.mail_seen)
+            self.mail_seen += len(new)
+            lines += [f"{msg.channel} <- {msg.title}" for msg in new]
+        return lines
+
     def firing(self, track_only: bool = True, lingering: frozenset[str] = frozenset()) -> list[tuple]:
         """Active alerts (of the watched track), but those meant to keep firing after the fault."""
         return [k for k, s in self.prom.items()
                 if (not track_only or k[1] in ("", self.track)) and k[0] not in lingering]
+
+
+# the lines of a notification a person acts on (rules/notify.py writes them)
+PERSON_LINES = ("FIRING", "RESOLVED", "Track:", "Measured:", "Webhook action:", "Incident:", "Runbook:")
 
 
 def _value(alerts: list[dict], key: tuple) -> str:
@@ -239,8 +283,27 @@ class Printer:
         return t
 
 
+def start_users(stack: Stack, scenario: Scenario, out=print) -> None:
+    """Start the simulated users and wait until the trigger's window holds their requests."""
+    if stack.components["traffic"].running:
+        return
+    stack.start_component("traffic")
+    out(f"  simulated users started; waiting {scenario.warmup:.0f}s for {scenario.alert}'s window "
+        "to fill with their requests")
+    time.sleep(scenario.warmup)
+
+
+def stop_users(stack: Stack, out=print) -> None:
+    if "traffic" in stack.components and stack.components["traffic"].running:
+        stack.stop_component("traffic")
+        out("  simulated users stopped")
+
+
 def wait_warm(stack: Stack, scenario: Scenario, probing_since: float, out=print) -> None:
-    """Sleep until the trigger's window holds the probes its min_probes guard asks for."""
+    """Sleep until the trigger's window holds the probes its min_probes guard asks for (a
+    traffic trigger's users start with its scenario, which waits for them)."""
+    if scenario.traffic:
+        return
     left = probing_since + scenario.warmup - time.time()
     if left > 0:
         out(f"  waiting {left:.0f}s: {scenario.alert} needs its minimum of clean probes in its window")
@@ -258,7 +321,9 @@ def run(stack: Stack, scenario: Scenario, *, out=print, timeout: float | None = 
         lingering = lingering | {scenario.alert}
     track = stack.canary_track
     res = Result(scenario.name, scenario.alert, scenario.action)
-    watcher = Watcher(stack, track)
+    if scenario.traffic:
+        start_users(stack, scenario, out)
+    watcher = Watcher(stack, track, traffic=scenario.traffic)
     base_actions = set(watcher.action_ids)
     base_calls = watcher.kubectl_seen
     base_disabled = set(watcher.disabled)
@@ -332,6 +397,8 @@ def run(stack: Stack, scenario: Scenario, *, out=print, timeout: float | None = 
     else:
         res.problems.append(f"alerts still active after {resolve_timeout:.0f}s: "
                             f"{watcher.firing(lingering=lingering)}")
+    if scenario.traffic:
+        stop_users(stack, out)
     if scenario.alert not in res.alerts_seen:
         res.problems.append(f"{scenario.alert} never fired")
     if res.rollbacks != scenario.expected.rollbacks:

@@ -10,11 +10,14 @@ Generated (never edit by hand; change the plan and re-run):
   kubernetes/base/rbac.yaml                  Role + RoleBinding per namespace the plan rolls back in
   kubernetes/base/rollout-rbac.yaml          ServiceAccount, Role + RoleBinding for `canary-guard rollout`
   kubernetes/base/servicemonitor.yaml        ServiceMonitors (scrape interval and job from the plan)
+  kubernetes/base/traffic-podmonitor.yaml    a PodMonitor for the service's own request metrics
+                                             (the plan's traffic section: the track pod label)
   kubernetes/base/prometheusrule.yaml        `canary-guard rules render` -> prometheusrule.yaml
   kubernetes/base/dashboards/*.json          the Grafana dashboard (a ConfigMap for Grafana's sidecar)
   kubernetes/overlays/example/plan.yaml      the plan with in-cluster URLs (the example overlay)
   prometheus/prometheus.yml, prometheus/canary-guard.rules.yml
   alertmanager/alertmanager.yml              `canary-guard rules render` -> alertmanager.yml
+  kubernetes/alertmanager/alertmanager.yml   the same from the example overlay's plan (in-cluster URLs)
   grafana/                                   `canary-guard dashboard render`
   flagger/canary.yaml                        a Flagger Canary whose analysis asks `gate serve`
   argo-rollouts/analysistemplate.yaml        an Argo Rollouts AnalysisTemplate (web provider)
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import filecmp
+import re
 import shutil
 import subprocess
 import sys
@@ -54,7 +58,9 @@ ROLLOUT_SA = "canary-guard-rollout"
 WEBHOOK_JOB = contract.WEBHOOK_JOB  # the generated CanaryGuardWebhookDown alert selects on it
 EXPORTER_ADDR = "canary-guard-exporter:9111"
 WEBHOOK_ADDR = "canary-guard-webhook:9112"
-ALERTMANAGER_ADDR = "alertmanager:9093"
+# Both instances of the Alertmanager cluster: Prometheus sends every alert to each of them (they
+# deduplicate by gossip); one address behind a load balancer would lose alerts when it fails.
+ALERTMANAGER_ADDRS = ["alertmanager-0:9093", "alertmanager-1:9093"]
 # In-cluster addresses the example overlay's plan uses.
 CLUSTER_TRACK_URLS = {"canary": "http://recoveryos-canary.recoveryos.svc:8000",
                       "stable": "http://recoveryos-stable.recoveryos.svc:8000"}
@@ -195,6 +201,58 @@ def service_monitors(plan: Plan) -> str:
     return header(plan) + dump_all(docs)
 
 
+def _meta_label(pod_label: str) -> str:
+    """The service-discovery label of a pod label, as Prometheus names it (non-word -> _)."""
+    return "__meta_kubernetes_pod_label_" + re.sub(r"[^a-zA-Z0-9_]", "_", pod_label)
+
+
+def _traffic_pods(plan: Plan) -> tuple[str, str]:
+    """(namespace, track regex) of the pods whose request metrics the traffic triggers judge."""
+    namespace, _ = _workload(plan)
+    return namespace, "|".join(re.escape(t.name) for t in plan.targets)
+
+
+def traffic_relabelings(plan: Plan) -> list[dict]:
+    """Keep the plan's tracks' pods and copy their track pod label into the series' track label
+    (the canary and stable pods differ by nothing else), then name the job the plan's."""
+    assert plan.traffic is not None
+    t = plan.traffic
+    _, tracks = _traffic_pods(plan)
+    meta = _meta_label(t.pod_label)
+    out = [
+        {"action": "keep", "sourceLabels": [meta], "regex": tracks},
+        {"action": "replace", "sourceLabels": [meta], "targetLabel": t.track_label},
+    ]
+    if t.job:
+        out.append({"action": "replace", "targetLabel": "job", "replacement": t.job})
+    return out
+
+
+def traffic_pod_monitor(plan: Plan) -> str:
+    """The service's own request metrics (GET /metrics on every pod of the plan's tracks), with
+    the track pod label copied into each series: the traffic triggers need it. honorLabels keeps
+    the service's own `endpoint` label (the operator would otherwise rename it)."""
+    if plan.traffic is None:
+        return header(plan) + "# The plan has no traffic section: nothing to scrape from the service.\n"
+    namespace, _ = _traffic_pods(plan)
+    interval = format_duration(plan.prometheus.scrape_interval)
+    monitor = {
+        "apiVersion": "monitoring.coreos.com/v1", "kind": "PodMonitor",
+        "metadata": {"name": f"{plan.service}-traffic", "namespace": NAMESPACE, "labels": dict(LABELS)},
+        "spec": {
+            "selector": {"matchExpressions": [{"key": plan.traffic.pod_label, "operator": "Exists"}]},
+            "namespaceSelector": {"matchNames": [namespace]},
+            "podMetricsEndpoints": [{
+                "targetPort": _canary_port(plan), "path": "/metrics", "interval": interval,
+                "scrapeTimeout": format_duration(min(plan.prometheus.scrape_interval, 10.0)),
+                "honorLabels": True,
+                "relabelings": traffic_relabelings(plan),
+            }],
+        },
+    }
+    return header(plan) + doc_comment(traffic_pod_monitor) + yaml.safe_dump(monitor, sort_keys=False)
+
+
 def prometheus_config(plan: Plan) -> str:
     interval = format_duration(plan.prometheus.scrape_interval)
     config = {
@@ -207,7 +265,7 @@ def prometheus_config(plan: Plan) -> str:
             # An HA pair sets external_labels {replica: a|b}; dropping it on the way to
             # Alertmanager makes both replicas' alerts identical, so they are deduplicated.
             "alert_relabel_configs": [{"action": "labeldrop", "regex": "replica"}],
-            "alertmanagers": [{"static_configs": [{"targets": [ALERTMANAGER_ADDR]}]}],
+            "alertmanagers": [{"static_configs": [{"targets": ALERTMANAGER_ADDRS}]}],
         },
         "scrape_configs": [
             {"job_name": plan.prometheus.job, "scrape_interval": interval,
@@ -217,6 +275,20 @@ def prometheus_config(plan: Plan) -> str:
              "static_configs": [{"targets": [WEBHOOK_ADDR]}]},
         ],
     }
+    if plan.traffic is not None:
+        # the service's own /metrics, one static target per track with its track label (outside
+        # Kubernetes; list every instance of a track, never a load-balanced address, or rate()
+        # sees the counters of a different instance at each scrape). In Kubernetes the
+        # PodMonitor (traffic-podmonitor.yaml) copies the track from a pod label instead.
+        from urllib.parse import urlsplit
+
+        t = plan.traffic
+        config["scrape_configs"].append({
+            "job_name": t.job or f"{plan.service}-traffic", "scrape_interval": interval,
+            "honor_labels": True,
+            "static_configs": [{"targets": [urlsplit(x.url).netloc], "labels": {t.track_label: x.name}}
+                               for x in plan.targets],
+        })
     return header(plan) + yaml.safe_dump(config, sort_keys=False)
 
 
@@ -374,12 +446,13 @@ def render(plan_path: Path | None, out: Path) -> None:
     k8s = out / "kubernetes" / "base"
     example = out / "kubernetes" / "overlays" / "example"
     for d in (k8s / "dashboards", example, out / "prometheus", out / "alertmanager", out / "flagger",
-              out / "argo-rollouts"):
+              out / "argo-rollouts", out / "kubernetes" / "alertmanager"):
         d.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source, k8s / "plan.yaml")
     (k8s / "rbac.yaml").write_text(rbac(plan))
     (k8s / "rollout-rbac.yaml").write_text(rollout_rbac(plan))
     (k8s / "servicemonitor.yaml").write_text(service_monitors(plan))
+    (k8s / "traffic-podmonitor.yaml").write_text(traffic_pod_monitor(plan))
     (example / "plan.yaml").write_text(cluster_plan(plan))
     (out / "prometheus" / "prometheus.yml").write_text(prometheus_config(plan))
     (out / "flagger" / "canary.yaml").write_text(flagger_canary(plan))
@@ -392,6 +465,11 @@ def render(plan_path: Path | None, out: Path) -> None:
         shutil.copyfile(rules / "prometheusrule.yaml", k8s / "prometheusrule.yaml")
         shutil.copyfile(rules / "canary-guard.rules.yml", out / "prometheus" / "canary-guard.rules.yml")
         shutil.copyfile(rules / "alertmanager.yml", out / "alertmanager" / "alertmanager.yml")
+        # The in-cluster Alertmanager's routing: from the example overlay's plan (in-cluster URLs).
+        cluster_rules = Path(tmp) / "cluster-rules"
+        run_cli("rules", "render", "--plan", str(example / "plan.yaml"), "--out", str(cluster_rules))
+        shutil.copyfile(cluster_rules / "alertmanager.yml",
+                        out / "kubernetes" / "alertmanager" / "alertmanager.yml")
     grafana = out / "grafana"
     run_cli("dashboard", "render", *plan_args, "--out", str(grafana))
     name = "canary-guard-dashboard.json"

@@ -75,14 +75,28 @@ def judge(plan, prom, index: int, at: float, since: float | None, track: str, ba
     answers. Raises PrometheusError when Prometheus cannot be asked."""
     from .evaluate import decide, required_elapsed
     from .prom import fetch_window, first_sample
+    from .sources import label, merge
+    from .traffic import fetch_traffic_window
 
     window = window or plan.phases[index].criteria.window
-    data = fetch_window(prom, window, at, [t for t in (track, baseline) if t])
+    tracks = [t for t in (track, baseline) if t]
+    data = fetch_window(prom, window, at, tracks)
     started = since
     need = required_elapsed(plan, index, since is not None)
     if started is None and need is not None:
         started = first_sample(prom, track, need + 3600, at)
-    return decide(plan, index, track, baseline, window, at, data, started, since is not None)
+    flag = since is not None
+    report = label(decide(plan, index, track, baseline, window, at, data, started, flag), "probe")
+    if plan.traffic is None:
+        return report
+    # the service's own requests, where the plan names them: far more evidence than the probes
+    users = fetch_traffic_window(prom, plan, window, at, tracks)
+    if not any(s.counted for (t, _), s in users.items() if t == track):
+        report.sources = {"probe": {"decision": report.decision, "reasons": report.reasons},
+                          "traffic": {"decision": None, "reasons": [f"no requests of {track} in the window"]}}
+        return report
+    traffic = label(decide(plan, index, track, baseline, window, at, users, started, flag), "traffic")
+    return merge(report, traffic)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -159,20 +173,22 @@ def render(report) -> str:
     out = [
         f"{report.decision.upper()}  phase {report.phase} of plan {report.plan}, track {report.track}"
         + (f" vs {report.baseline}" if report.baseline else ""),
-        f"window {report.window} ending {at}",
+        f"window {report.window} ending {at}; evidence: "
+        + {"probe": "the probes", "traffic": "the service's requests",
+           "probe+traffic": "the probes and the service's requests"}.get(report.source, report.source),
         "",
     ]
     rows = []
     for c in report.criteria:
         mark = "BREACH (shared)" if c.shared else _MARK[c.verdict]
         rows.append([c.name, fmt_value(c.value, c.unit), f"{c.op} {fmt_value(c.threshold, c.unit)}",
-                     str(c.probes), mark, c.detail])
+                     str(c.probes), c.source, mark, c.detail])
     t = report.timing
     if t["required"] is not None:
         elapsed = format_duration(round(t["elapsed"])) if t["elapsed"] is not None else "-"
-        rows.append(["phase_duration", elapsed, f">= {format_duration(t['required'])}", "",
+        rows.append(["phase_duration", elapsed, f">= {format_duration(t['required'])}", "", "",
                      _MARK[t["verdict"]], "since the first canary sample" if t["started"] else "no samples"])
-    out.append(table(["CRITERION", "VALUE", "THRESHOLD", "PROBES", "VERDICT", "EVIDENCE"], rows))
+    out.append(table(["CRITERION", "VALUE", "THRESHOLD", "SAMPLES", "SOURCE", "VERDICT", "EVIDENCE"], rows))
     if report.comparison:
         out += ["", f"canary vs {report.baseline} (per endpoint, Holm-corrected)"]
         rows = []
@@ -185,10 +201,10 @@ def render(report) -> str:
                 f"{lat['p_holm']:.2g}" if lat else "-",
                 f"{err['canary_ratio']:.2%} vs {err['baseline_ratio']:.2%}" if err else "-",
                 f"{err['p_holm']:.2g}" if err else "-",
-                r.verdict.upper() if r.verdict == "regression" else r.verdict,
+                r.verdict.upper() if r.verdict == "regression" else r.verdict, r.source,
             ])
-        out.append(table(["ENDPOINT", "PROBES", "MEDIAN", "CLIFF'S DELTA [CI]", "P(LAT)", "FAILURES",
-                          "P(ERR)", "VERDICT"], rows))
+        out.append(table(["ENDPOINT", "SAMPLES", "MEDIAN", "CLIFF'S DELTA [CI]", "P(LAT)", "FAILURES",
+                          "P(ERR)", "VERDICT", "SOURCE"], rows))
     out += ["", "reasons:"] + [f"  - {r}" for r in report.reasons]
     return "\n".join(out)
 

@@ -12,29 +12,24 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from statistics import NormalDist
 
 # --- distributions -------------------------------------------------------------------------
 
 
+# the standard normal: quantiles come from the standard library
+NORMAL = NormalDist()
+
+
 def normal_sf(z: float) -> float:
-    """P(Z > z) for a standard normal Z."""
+    """P(Z > z) for a standard normal Z (erfc keeps the far upper tail exact, where
+    ``1 - NORMAL.cdf(z)`` rounds to 0)."""
     return 0.5 * math.erfc(z / math.sqrt(2))
 
 
-def normal_ppf(p: float) -> float:
-    """The z with P(Z <= z) = p (bisection on erfc: slow-ish, exact to 1e-12)."""
-    if not 0 < p < 1:
-        raise ValueError("p must be in (0, 1)")
-    lo, hi = -40.0, 40.0
-    for _ in range(200):
-        mid = (lo + hi) / 2
-        if 1 - normal_sf(mid) < p:
-            lo = mid
-        else:
-            hi = mid
-        if hi - lo < 1e-13:
-            break
-    return (lo + hi) / 2
+def two_sided_z(confidence: float) -> float:
+    """The z that leaves (1 - confidence) / 2 in each tail: 1.96 at 95%."""
+    return NORMAL.inv_cdf(1 - (1 - confidence) / 2)
 
 
 def _log_comb(n: int, k: int) -> float:
@@ -134,7 +129,7 @@ def fisher_greater(a: int, n1: int, c: int, n2: int) -> float:
 
 def newcombe_diff(a: int, n1: int, c: int, n2: int, confidence: float) -> tuple[float, float]:
     """Two-sided Newcombe (hybrid Wilson score) interval for p1 - p2."""
-    z = normal_ppf(1 - (1 - confidence) / 2)
+    z = two_sided_z(confidence)
 
     def wilson(k: int, n: int) -> tuple[float, float]:
         if n == 0:
@@ -173,8 +168,9 @@ def mann_whitney_binned(x: Sequence[int], y: Sequence[int], confidence: float = 
 
     ``x[i]`` and ``y[i]`` count the observations of each group in bin i (bins in increasing
     order); observations in one bin are ties. The p-value uses the normal approximation with
-    the tie correction and a continuity correction; the interval for Cliff's delta uses the
-    DeLong variance of the AUC, computed exactly from the bins.
+    the tie correction and the one-sided continuity correction (P(U >= u) is read at u - 1/2,
+    whichever side of the mean u is on); the interval for Cliff's delta uses the DeLong
+    variance of the AUC, computed exactly from the bins.
     """
     if len(x) != len(y):
         raise ValueError("both samples need the same bins")
@@ -199,18 +195,19 @@ def mann_whitney_binned(x: Sequence[int], y: Sequence[int], confidence: float = 
     mean = n1 * n2 / 2
     var = n1 * n2 / 12 * ((big_n + 1) - ties / (big_n * (big_n - 1))) if big_n > 1 else 0.0
     if var <= 0:
-        z, p = 0.0, 0.5 if u == mean else (0.0 if u > mean else 1.0)
+        # every observation in one bin: U cannot vary, so P(U >= u) is certain
+        z, p = 0.0, 1.0
     else:
-        diff = u - mean
-        corrected = diff - 0.5 if diff > 0 else diff + 0.5 if diff < 0 else 0.0
-        z = corrected / math.sqrt(var)
+        # one-sided: P(U >= u) ~ P(N > u - 1/2); the two-sided correction (towards the mean)
+        # would understate p below the mean
+        z = (u - mean - 0.5) / math.sqrt(var)
         p = normal_sf(z)
     a = u / (n1 * n2)
     # DeLong: variance of the placement values in each group
     s10 = (sum(xi * (v - a) ** 2 for xi, v in zip(x, place_x, strict=True)) / (n1 - 1)) if n1 > 1 else 0.0
     s01 = (sum(yi * (v - a) ** 2 for yi, v in zip(y, place_y, strict=True)) / (n2 - 1)) if n2 > 1 else 0.0
     se_a = math.sqrt(s10 / n1 + s01 / n2)
-    zc = normal_ppf(1 - (1 - confidence) / 2)
+    zc = two_sided_z(confidence)
     lo_a, hi_a = max(0.0, a - zc * se_a), min(1.0, a + zc * se_a)
     return RankTest(
         u=u, n1=n1, n2=n2, z=z, p_greater=p, superiority=a, cliffs_delta=2 * a - 1,

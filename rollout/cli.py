@@ -67,6 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise here
     if args.rollout_command == "run":
         return _run(args)
     if args.rollout_command == "status":
@@ -100,7 +101,6 @@ def _run(args: argparse.Namespace) -> int:
     from .state import StateDir, StateError
     from .watch import WebhookWatch
 
-    logging.getLogger("httpx").setLevel(logging.WARNING)
     plan = plan_from_args(args)
     err = None
     if plan.rollout is None:

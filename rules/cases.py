@@ -59,6 +59,58 @@ class Cases:
                               encode(cumulative(incs))))
         return out
 
+    def traffic_labels(self, track: str, ep: str) -> dict[str, str]:
+        """The labels of the service's series for one plan endpoint on one track, named exactly
+        as the service names them (its endpoint label and value, version and env, the track
+        label scraping adds, the job)."""
+        t = self.plan.traffic
+        assert t is not None
+        labels = {t.endpoint_label: t.service_endpoint(ep), contract.SERVICE_VERSION: "2.4.1",
+                  contract.SERVICE_ENV: "production", t.track_label: track}
+        if t.job:
+            labels["job"] = t.job
+        return labels
+
+    def traffic_series(self, track: str, ep: str, n: int, per_step: dict[str, list[float] | float],
+                       errors: dict[str, list[float] | float] | None = None) -> list[Series]:
+        """The service's request counter per status (increments per scrape, one value or n),
+        and its error counter per error type (``errors``; by default every failure is
+        ``internal``)."""
+        t = self.plan.traffic
+        assert t is not None
+        base = self.traffic_labels(track, ep)
+
+        def incs(v: list[float] | float) -> list[float]:
+            return v if isinstance(v, list) else [v] * n
+
+        out = [Series(selector(t.requests, **base, **{t.status_label: status}), encode(cumulative(incs(v))))
+               for status, v in per_step.items()]
+        if t.errors is not None:
+            failed = [s for s in per_step if s in t.failure]
+            if errors is None:
+                zero: list[float] = [0.0] * n
+                errors = {"internal": [sum(x) for x in zip(zero, *(incs(per_step[s]) for s in failed),
+                                                          strict=False)]}
+            for kind, v in errors.items():
+                sel = selector(t.errors, **base, **{t.error_type_label: kind})
+                out.append(Series(sel, encode(cumulative(incs(v)))))
+        return out
+
+    def traffic_latency(self, track: str, ep: str, lat: list[float | None],
+                        per_step: int = 10) -> list[Series]:
+        """The service's latency histogram (_count and _sum): ``per_step`` requests per scrape,
+        each taking the given seconds (None: no request in that scrape), and as many requests."""
+        t = self.plan.traffic
+        assert t is not None and t.duration is not None
+        base = self.traffic_labels(track, ep)
+        counts = [0 if x is None else per_step for x in lat]
+        sums = [0 if x is None else x * per_step for x in lat]
+        return [
+            Series(selector(f"{t.duration}_count", **base), encode(cumulative(counts))),
+            Series(selector(f"{t.duration}_sum", **base), encode(cumulative(sums))),
+            Series(selector(t.requests, **base, **{t.status_label: "success"}), encode(cumulative(counts))),
+        ]
+
     def expect(self, ctx: Context, labels: dict[str, str], value: float, rule_index: int = 0) -> dict:
         """The alert that rule ``rule_index`` of the trigger raises, as promtool expects it."""
         rule = ctx.unit.alert_rules(ctx)[rule_index]

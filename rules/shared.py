@@ -101,7 +101,8 @@ def test_cases(plan: Plan, cases: Cases) -> list[UnitTest]:
     """One cause, several triggers: an endpoint failing every probe on both tracks breaches the
     error rate (that endpoint) and the availability (the track) on both: one page for the
     endpoint, none for the track, no rollback."""
-    ctxs = {c.trigger.kind: c for c in kinds.contexts(plan) if c.baseline}
+    ctxs = {c.trigger.kind: c for c in kinds.contexts(plan)
+            if c.baseline and c.trigger.source == "probe"}  # the case feeds probe series
     if "error_rate" not in ctxs or "availability" not in ctxs:
         return []
     err, avail = ctxs["error_rate"], ctxs["availability"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from canary_guard.plan import Plan, Trigger
 
-from . import gates, kinds, own, recording, shared
+from . import gates, kinds, own, recording, shared, traffic
 from .model import AlertRule, RecordingRule, RuleGroup
 
 
@@ -33,6 +33,8 @@ def build_groups(plan: Plan) -> list[RuleGroup]:
     prefix = f"canary-guard-{plan.name}"
     contexts = kinds.contexts(plan)
     recorded: list[RecordingRule] = [r for win in windows(plan) for r in recording.window_rules(win)]
+    # the service's own traffic at its window, for the dashboard and status (rules/traffic.py)
+    recorded += traffic.default_rules(plan)
     # a unit's own rules follow the family; triggers of one kind may ask for the same rule
     for rule in (r for ctx in contexts for r in ctx.unit.recording_rules(ctx)):
         if rule not in recorded:

@@ -42,7 +42,7 @@ def overlay(tmp_path_factory) -> list[dict]:
     tree = tmp_path_factory.mktemp("k8s") / "kubernetes"
     shutil.copytree(K8S, tree, ignore=shutil.ignore_patterns("*.env"))
     example = tree / "overlays" / "example"
-    for sample in example.glob("*.env.example"):
+    for sample in example.glob("*.example"):
         shutil.copyfile(sample, example / sample.name.removesuffix(".example"))
     return kustomize(example)
 
@@ -69,9 +69,9 @@ def test_every_object_validates_against_the_api_schema(which, request):
     objs = request.getfixturevalue(which)
     kinds = {o["kind"] for o in objs}
     assert {"Namespace", "Deployment", "Service", "ServiceAccount", "Role", "RoleBinding", "ConfigMap",
-            "PersistentVolumeClaim", "ServiceMonitor", "PrometheusRule"} <= kinds
+            "PodDisruptionBudget", "ServiceMonitor", "PodMonitor", "PrometheusRule"} <= kinds
     if which == "overlay":
-        assert "Secret" in kinds
+        assert {"Secret", "StatefulSet"} <= kinds
     problems = [p for o in objs for p in validate(o)]
     assert problems == []
 
@@ -130,22 +130,87 @@ def test_container_args_are_accepted_by_the_real_cli(base, name, command):
     assert mounts["/etc/canary-guard"]["readOnly"] is True
 
 
-def test_webhook_is_a_single_replica_with_a_persistent_database(base):
+def test_webhook_runs_two_replicas_on_postgresql_through_disruptions(base):
     dep = one(base, "Deployment", "canary-guard-webhook")
-    assert dep["spec"]["replicas"] == 1
-    assert dep["spec"]["strategy"] == {"type": "Recreate"}
+    assert dep["spec"]["replicas"] == 2
+    assert dep["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
     spec = dep["spec"]["template"]["spec"]
-    args = build_parser().parse_args(spec["containers"][0]["args"])
-    db_dir = str(Path(args.db).parent)
-    mount = next(m for m in spec["containers"][0]["volumeMounts"] if m["mountPath"] == db_dir)
-    volume = next(v for v in spec["volumes"] if v["name"] == mount["name"])
-    claim = volume["persistentVolumeClaim"]["claimName"]
-    pvc = one(base, "PersistentVolumeClaim", claim)
-    assert pvc["spec"]["accessModes"] == ["ReadWriteOnce"]
+    labels = dep["spec"]["template"]["metadata"]["labels"]
+    (spread,) = spec["topologySpreadConstraints"]
+    assert spread["topologyKey"] == "kubernetes.io/hostname"
+    assert spread["labelSelector"]["matchLabels"].items() <= labels.items()
+    container = spec["containers"][0]
+    args = build_parser().parse_args(container["args"])
+    env = {e["name"]: e for e in container["env"]}
+    # the database URL (with its password) comes from a Secret, never from the args
+    assert not any(a.startswith("--db") for a in container["args"])
+    assert env["CANARY_GUARD_WEBHOOK_DB"]["valueFrom"]["secretKeyRef"] == {
+        "name": "canary-guard-webhook-db", "key": "url"}
+    assert args.command == "webhook"
+    assert not find(base, "PersistentVolumeClaim")  # no state on the pods
+    pdb = one(base, "PodDisruptionBudget", "canary-guard-webhook")
+    assert pdb["spec"]["minAvailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
     assert spec["serviceAccountName"] == "canary-guard-webhook"
     assert find(base, "ServiceAccount", "canary-guard-webhook")
     # the exporter never needs the API
     assert pod_spec(base, "canary-guard-exporter")["automountServiceAccountToken"] is False
+
+
+def test_webhook_database_url_from_the_overlay_secret_is_one_the_webhook_accepts(overlay):
+    from canary_guard.webhook.store import is_postgres_url
+
+    env = {e["name"]: e for e in pod_spec(overlay, "canary-guard-webhook")["containers"][0]["env"]}
+    ref = env["CANARY_GUARD_WEBHOOK_DB"]["valueFrom"]["secretKeyRef"]
+    secret = one(overlay, "Secret", "canary-guard-webhook-db")
+    assert ref["name"] == secret["metadata"]["name"]
+    url = __import__("base64").b64decode(secret["data"][ref["key"]]).decode()
+    assert is_postgres_url(url) and "sslmode=require" in url
+
+
+def test_alertmanager_is_a_two_instance_cluster_routing_to_the_webhook(overlay, tmp_path):
+    sts = one(overlay, "StatefulSet", "alertmanager")
+    assert sts["spec"]["replicas"] == 2
+    headless = one(overlay, "Service", "alertmanager-cluster")
+    assert headless["spec"]["clusterIP"] == "None" and sts["spec"]["serviceName"] == "alertmanager-cluster"
+    ns = sts["metadata"]["namespace"]
+    container = sts["spec"]["template"]["spec"]["containers"][0]
+    peers = [a.split("=", 1)[1] for a in container["args"] if a.startswith("--cluster.peer=")]
+    # every pod of the StatefulSet, by its stable name behind the headless Service
+    assert sorted(peers) == [f"alertmanager-{i}.alertmanager-cluster.{ns}.svc:9094" for i in range(2)]
+    assert "--cluster.listen-address=0.0.0.0:9094" in container["args"]
+    assert one(overlay, "PodDisruptionBudget", "alertmanager")["spec"]["minAvailable"] == 1
+    # the configuration: the rendered one, valid for amtool, sending to the in-cluster webhook
+    # with a token file that the mounted Secret provides
+    volumes = {v["name"]: v for v in sts["spec"]["template"]["spec"]["volumes"]}
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    cm = one(overlay, "ConfigMap", "canary-guard-alertmanager")
+    assert volumes["config"]["configMap"]["name"] == cm["metadata"]["name"]
+    config_file = next(a.split("=", 1)[1] for a in container["args"] if a.startswith("--config.file="))
+    assert config_file == f"{mounts['config']}/alertmanager.yml"
+    config = yaml.safe_load(cm["data"]["alertmanager.yml"])
+    (hook,) = next(r for r in config["receivers"] if r["name"] == "canary-guard-webhook")["webhook_configs"]
+    assert hook["url"] == "http://canary-guard-webhook.canary-guard.svc:9112/alerts"
+    secret = one(overlay, "Secret", "canary-guard-alertmanager")
+    assert volumes["secrets"]["secret"]["secretName"] == secret["metadata"]["name"]
+    files = [v for v in _walk_values(config) if isinstance(v, str) and v.startswith("/etc/alertmanager/")]
+    assert files and all(f.startswith(mounts["secrets"] + "/") for f in files)
+    assert {f.rsplit("/", 1)[1] for f in files} <= set(secret["data"])
+    (tmp_path / "am.yml").write_text(cm["data"]["alertmanager.yml"])
+    result = subprocess.run([need_binary("amtool"), "check-config", str(tmp_path / "am.yml")],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _walk_values(value):
+    if isinstance(value, dict):
+        for v in value.values():
+            yield from _walk_values(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _walk_values(v)
+    else:
+        yield value
 
 
 def test_env_names_are_the_plans_and_secrets_resolve(overlay):
@@ -200,8 +265,6 @@ def test_example_overlay_plan_uses_in_cluster_urls(overlay):
               for c in d["spec"]["template"]["spec"]["containers"]}
     assert images == {"ghcr.io/canary-guard/canary-guard:0.1.0",
                       "ghcr.io/canary-guard/canary-guard-webhook:0.1.0"}
-    assert one(overlay, "PersistentVolumeClaim", "canary-guard-webhook-data")["spec"]["resources"][
-        "requests"]["storage"] == "2Gi"
 
 
 def test_services_and_servicemonitors_select_the_pods(base):
@@ -332,3 +395,54 @@ def test_the_role_is_restricted_to_the_plans_deployment(base, tmp_path):
     result, cluster = _undo(role["rules"], tmp_path, deployment="some-other-app")
     assert result.returncode != 0
     assert ("get", "deployments", "some-other-app") in cluster.denied
+
+
+def test_traffic_podmonitor_copies_the_track_from_a_pod_label(base):
+    """The service's own request metrics: its pods in the plan's namespace, the track pod label
+    copied into the series' track label (the canary and stable pods differ by nothing else),
+    the service's own `endpoint` label kept, the plan's job name."""
+    plan = load_plan()
+    t = plan.traffic
+    pm = one(base, "PodMonitor", f"{plan.service}-traffic")
+    assert pm["metadata"]["namespace"] == "canary-guard"
+    assert pm["spec"]["namespaceSelector"]["matchNames"] == [plan.actions["rollback"].namespace]
+    assert pm["spec"]["selector"]["matchExpressions"] == [{"key": t.pod_label, "operator": "Exists"}]
+    ep = pm["spec"]["podMetricsEndpoints"][0]
+    assert ep["path"] == "/metrics" and ep["honorLabels"] is True and ep["targetPort"] == 8000
+    meta = "__meta_kubernetes_pod_label_track"
+    assert ep["relabelings"] == [
+        {"action": "keep", "sourceLabels": [meta], "regex": "canary|stable"},
+        {"action": "replace", "sourceLabels": [meta], "targetLabel": t.track_label},
+        {"action": "replace", "targetLabel": "job", "replacement": t.job},
+    ]
+
+
+def test_webhook_people_side_is_wired_in_the_overlay(overlay, tmp_path):
+    """Operators can sign in (users file and shared session key from a Secret), and a failed
+    action escalates to every member of the Alertmanager cluster the overlay deploys."""
+    import base64
+
+    from canary_guard.webhook.auth import Users
+
+    spec = pod_spec(overlay, "canary-guard-webhook")
+    container = spec["containers"][0]
+    args = build_parser().parse_args(container["args"])
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    secret = one(overlay, "Secret", "canary-guard-webhook-people")
+    assert volumes["people"]["secret"]["secretName"] == secret["metadata"]["name"]
+    for path in (args.users, args.session_key_file):
+        directory, _, key = path.rpartition("/")
+        assert directory == mounts["people"] and key in secret["data"], path
+    # the example users file is a valid (empty) users file
+    users = tmp_path / "users"
+    users.write_bytes(base64.b64decode(secret["data"]["users"]))
+    assert Users(str(users)).configured
+    sts = one(overlay, "StatefulSet", "alertmanager")
+    service, ns = sts["spec"]["serviceName"], sts["metadata"]["namespace"]
+    port = next(p["containerPort"] for p in sts["spec"]["template"]["spec"]["containers"][0]["ports"]
+                if p["name"] == "web")
+    assert sorted(args.alertmanager) == [
+        f"http://{sts['metadata']['name']}-{i}.{service}.{ns}.svc:{port}"
+        for i in range(sts["spec"]["replicas"])]
+    assert args.external_url.startswith("https://")

@@ -44,7 +44,9 @@ def test_a_webhook_rollback_stops_the_rollout_with_one_undo(tmp_path):
     data["actions"]["rollback"]["kubectl"] = kubectl
     data["rollout"] = {"weight": {"kind": "ingress_nginx_weight", "ingress": "recoveryos-canary",
                                   "namespace": NS, "kubectl": kubectl},
-                       "rollback": "rollback", "watch_interval": "1s", "webhook": {"url": webhook}}
+                       "rollback": "rollback", "watch_interval": "1s",
+                       # reads of /api/* need a credential: Alertmanager's token may read
+                       "webhook": {"url": webhook, "token_env": "CANARY_GUARD_WEBHOOK_TOKEN"}}
     parse_plan(data)
     plan_file = tmp_path / "plan.yaml"
     plan_file.write_text(yaml.safe_dump(data, sort_keys=False))

@@ -53,7 +53,12 @@ def make(tmp_path):
                             insecure_no_auth=token is None, dry_run=dry_run, start_worker=False)
         app = create_app(plan, cfg)
         apps.append(app)
-        return app.test_client(), state(app)
+        client = app.test_client()
+        if token:  # reads need a credential too; Alertmanager's token may read (webhook/views.py)
+            get = client.get
+            client.get = lambda *a, headers=None, **kw: get(
+                *a, headers={"Authorization": f"Bearer {token}", **(headers or {})}, **kw)
+        return client, state(app)
 
     yield _make
     for app in apps:

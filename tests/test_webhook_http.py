@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 from conftest import CLI, start_sandbox
 from webhook_helpers import (
+    AUTH,
     TOKEN,
     actions,
     alert,
@@ -205,7 +206,7 @@ def test_crash_mid_action_is_marked_for_review_and_not_rerun(procs, tmp_path):
     assert page["escalated_from"] == review["id"] and page["status"] == "succeeded"
     assert httpx.get(f"{url}/healthz").json()["needs_review"] == 1
     assert metric(url, "canary_guard_webhook_needs_review") == 1
-    assert "Needs review (1)" in httpx.get(f"{url}/").text
+    assert "Needs review (1)" in httpx.get(f"{url}/", headers=AUTH).text
     assert kubectl_calls(record) == [ROLLBACK_ARGV]  # never re-run
     post(url, notification(alert(fingerprint="crash")))  # nor by a re-delivery
     assert kubectl_calls(record) == [ROLLBACK_ARGV]
@@ -252,7 +253,7 @@ def test_dry_run_records_but_runs_nothing(procs, tmp_path, sandbox):
     status = httpx.get(f"{sandbox}/elite/system-status").json()
     assert all(f["enabled"] for f in status["features"].values())
     assert httpx.get(f"{url}/healthz").json()["dry_run"] is True
-    assert "Dry run" in httpx.get(f"{url}/").text
+    assert "Dry run" in httpx.get(f"{url}/", headers=AUTH).text
 
 
 def test_metrics_endpoint_is_prometheus_text(procs, tmp_path):

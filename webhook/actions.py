@@ -33,6 +33,7 @@ from canary_guard.plan import (
     Sequence,
 )
 
+from . import redact
 from .store.base import CHANGE, EMERGENCY, PAGE, ROLLBACK
 
 OUTPUT_LIMIT = 2000  # characters of stdout/stderr kept in the audit trail
@@ -116,7 +117,7 @@ def _output(out: bytes, err: bytes) -> str:
     for name, data in (("stdout", out), ("stderr", err)):
         text = data.decode("utf-8", "replace").strip()
         if text:
-            parts.append(f"{name}: {text[-OUTPUT_LIMIT:]}")
+            parts.append(f"{name}: {redact.text(text[-OUTPUT_LIMIT:], limit=None)}")
     return ("; " + "; ".join(parts)) if parts else ""
 
 
@@ -193,15 +194,18 @@ class CommandAction:
 
 
 def http_call(client: httpx.Client, method: str, url: str, body: Any, headers: dict[str, str],
-              timeout: float) -> Outcome:
+              timeout: float, secrets: tuple[str, ...] = ()) -> Outcome:
+    # The detail is recorded and shown: the URL redacted, the body cut and scrubbed (redact.py).
+    shown = redact.url(url)
     try:
         resp = client.request(method, url, json=body, headers=headers, timeout=timeout)
     except httpx.TimeoutException as err:
-        return Outcome(False, "timeout", True, f"{method} {url}: timed out after {timeout:g}s ({_err(err)})")
+        return Outcome(False, "timeout", True,
+                       f"{method} {shown}: timed out after {timeout:g}s ({_err(err, secrets)})")
     except httpx.HTTPError as err:
-        return Outcome(False, "unreachable", True, f"{method} {url}: {_err(err)}")
-    text = resp.text[:HTTP_BODY_LIMIT].strip()
-    detail = f"{method} {url} -> HTTP {resp.status_code}" + (f": {text}" if text else "")
+        return Outcome(False, "unreachable", True, f"{method} {shown}: {_err(err, secrets)}")
+    text = redact.text(resp.text.strip(), (*secrets, *_header_values(headers)), limit=HTTP_BODY_LIMIT)
+    detail = f"{method} {shown} -> HTTP {resp.status_code}" + (f": {text}" if text else "")
     if resp.is_success:
         return Outcome(True, "ok", False, detail)
     code = resp.status_code
@@ -211,8 +215,17 @@ def http_call(client: httpx.Client, method: str, url: str, body: Any, headers: d
     return Outcome(False, "http_error", retryable, detail)
 
 
-def _err(err: Exception) -> str:
-    return f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+def _header_values(headers: dict[str, str]) -> list[str]:
+    out = []
+    for v in headers.values():
+        out.append(v)
+        out += v.split(" ", 1)[1:]  # the credential of "Bearer <credential>"
+    return out
+
+
+def _err(err: Exception, secrets: tuple[str, ...] = ()) -> str:
+    text = redact.text(str(err), secrets) if str(err) else ""
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
 @dataclass
@@ -231,6 +244,9 @@ class DisableFeatureAction:
 
     def cooldown_key(self) -> str | None:
         return None  # disabling a feature twice is harmless
+
+    def url(self) -> str:
+        return self.spec.url.rstrip("/") + self.spec.path
 
     def features(self, ctx: AlertContext) -> list[str]:
         which = self.spec.features
@@ -251,13 +267,14 @@ class DisableFeatureAction:
         return [endpoint.feature]
 
     def prepare(self, ctx: AlertContext) -> dict[str, Any]:
-        url = self.spec.url.rstrip("/") + self.spec.path
+        url = redact.url(self.url())
         return {"method": "POST", "url": url, "body": {"features": self.features(ctx)},
                 "timeout": self.spec.timeout}
 
     def execute(self, command: dict[str, Any], ctx: AlertContext) -> Outcome:
         headers = self.service_auth.headers()  # read at run time: rotation needs no restart
-        return http_call(self.client, "POST", command["url"], command["body"], headers,
+        # the URL from the plan, not the recorded command (which is redacted)
+        return http_call(self.client, "POST", self.url(), command["body"], headers,
                          self.spec.timeout)
 
 
@@ -280,7 +297,8 @@ class HttpAction:
         return f"http:{self.name}"
 
     def prepare(self, ctx: AlertContext) -> dict[str, Any]:
-        return {"method": self.spec.method, "url": self.spec.url, "body": self.spec.body,
+        return {"method": self.spec.method, "url": redact.url(self.spec.url),
+                "body": redact.value(self.spec.body),
                 "headers": sorted(self.spec.headers), "timeout": self.spec.timeout}
 
     def execute(self, command: dict[str, Any], ctx: AlertContext) -> Outcome:
@@ -311,14 +329,15 @@ class PageAction:
                       "fingerprint": ctx.fingerprint, "startsAt": ctx.starts_at},
         }
         if self.spec.url:
-            return {"method": "POST", "url": self.spec.url, "body": message, "timeout": self.spec.timeout}
+            return {"method": "POST", "url": redact.url(self.spec.url), "body": message,
+                    "timeout": self.spec.timeout}
         return {"record": message}
 
     def execute(self, command: dict[str, Any], ctx: AlertContext) -> Outcome:
         if "url" not in command:
             return Outcome(True, "recorded", False,
                            "recorded for manual review (no page url configured): see / and /api/actions")
-        return http_call(self.client, "POST", command["url"], command["body"], {}, self.spec.timeout)
+        return http_call(self.client, "POST", self.spec.url, command["body"], {}, self.spec.timeout)
 
 
 # -- the plan's actions -----------------------------------------------------------------------

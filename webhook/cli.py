@@ -18,6 +18,7 @@ DEFAULT_DB = "./canary-guard-webhook.db"
 # The database from the environment: a PostgreSQL URL with its password comes from a Secret,
 # never from the command line (which every user of the machine can read).
 DB_ENV = "CANARY_GUARD_WEBHOOK_DB"
+USERS_ENV = "CANARY_GUARD_WEBHOOK_USERS"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,6 +49,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"connections one client address may hold (default {MAX_PER_CLIENT})")
     parser.add_argument("--connection-limit", type=int, default=CONNECTION_LIMIT, metavar="N",
                         help=f"connections in all (default {CONNECTION_LIMIT})")
+    people = parser.add_argument_group("people (operators, escalation)")
+    people.add_argument("--users", metavar="FILE", default=os.environ.get(USERS_ENV) or None,
+                        help="operators and read-only viewers: NAME ROLE CREDENTIAL lines with salted "
+                             f"password hashes or token hashes (default ${USERS_ENV}); without it only "
+                             "Alertmanager's token can read / and /api/*, and nobody can decide")
+    people.add_argument("--add-user", metavar="NAME",
+                        help="add NAME to --users with a password read from stdin (or asked), then exit")
+    people.add_argument("--add-token", metavar="NAME",
+                        help="add an API token for NAME to --users, print the token once, then exit")
+    people.add_argument("--role", choices=("operator", "viewer"), default="operator",
+                        help="role for --add-user/--add-token (default operator)")
+    people.add_argument("--alertmanager", action="append", default=[], metavar="URL",
+                        help="post CanaryGuardActionFailed to this Alertmanager (API v2) while an action "
+                             "failure waits for a person; repeat for each member of an HA pair")
+    people.add_argument("--external-url", metavar="URL",
+                        help="how people reach this webhook (the incident link in notifications)")
+    people.add_argument("--session-key-file", metavar="FILE",
+                        help="a file with the secret that signs login sessions (replicas share it); "
+                             "default: a random key, sessions end when the process stops")
     parser.add_argument("--lease", type=float, default=15.0, metavar="SECONDS",
                         help="how long a claimed run stays this replica's without a renewal; a "
                              "replica that dies loses its runs to the others after this (default 15)")
@@ -70,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
     from .store.base import redact
 
     disable_created_metrics()  # *_created series only add noise to this process's /metrics
+    if args.add_user or args.add_token:
+        return add_credential(args)
     plan = plan_from_args(args)
     try:
         host, port = parse_listen(args.listen)
@@ -81,8 +103,20 @@ def run(args: argparse.Namespace) -> int:
                 raise ValueError(f"--{name.replace('_', '-')}: must be above 0 and at most 3600 seconds")
         if args.max_connections_per_client < 1 or args.connection_limit < 1:
             raise ValueError("--max-connections-per-client and --connection-limit: must be at least 1")
+        for url in [*args.alertmanager, *([args.external_url] if args.external_url else [])]:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"{url!r}: --alertmanager and --external-url take http(s):// URLs")
+        session_key = None
+        if args.session_key_file:
+            try:
+                session_key = open(args.session_key_file, "rb").read().strip() or None
+            except OSError as err:
+                raise ValueError(f"--session-key-file: cannot read {args.session_key_file}: "
+                                 f"{err.strerror}") from None
         config = WebhookConfig(db=args.db, token=token, insecure_no_auth=args.insecure_no_auth,
-                               dry_run=args.dry_run, workers=args.workers, lease=args.lease)
+                               dry_run=args.dry_run, workers=args.workers, lease=args.lease,
+                               users_file=args.users, alertmanagers=args.alertmanager,
+                               external_url=args.external_url, session_key=session_key)
         app = create_app(plan, config)
     except (ValueError, StoreLocked, StoreUnavailable) as err:  # ConfigError is a ValueError
         kind = "configuration" if isinstance(err, ConfigError) else "error"
@@ -91,6 +125,12 @@ def run(args: argparse.Namespace) -> int:
     if not token:
         log.warning("authentication is DISABLED (--insecure-no-auth): anyone who can reach "
                     "this port can trigger rollbacks")
+    if not args.alertmanager:
+        log.warning("no --alertmanager: a failed action is shown on the page and /healthz, but no "
+                    "CanaryGuardActionFailed alert tells anyone")
+    if not args.users:
+        log.warning("no --users: only Alertmanager's token can read the page and /api/*, and nobody "
+                    "can decide on incidents")
     services = state(app)
 
     server = create_front_door(
@@ -121,4 +161,38 @@ def run(args: argparse.Namespace) -> int:
         log.info("webhook stopping")
         server.close()
         shutdown(app)
+    return 0
+
+
+def add_credential(args: argparse.Namespace) -> int:
+    """``--add-user NAME`` / ``--add-token NAME``: append a hashed credential to the users file."""
+    import getpass
+    import secrets
+
+    from .auth import Users, UsersError, hash_password, hash_token
+
+    if not args.users:
+        print("canary-guard webhook: --add-user/--add-token need --users FILE", file=sys.stderr)
+        return 2
+    users = Users(None)
+    users.path = args.users
+    try:
+        if args.add_user:
+            if sys.stdin.isatty():
+                password = getpass.getpass(f"password for {args.add_user}: ")
+            else:
+                password = sys.stdin.readline().rstrip("\n")
+            if len(password) < 8:
+                print("canary-guard webhook: the password needs at least 8 characters", file=sys.stderr)
+                return 2
+            users.add(args.add_user, args.role, hash_password(password))
+            print(f"added {args.add_user} ({args.role}) to {args.users}")
+        else:
+            token = secrets.token_urlsafe(32)
+            users.add(args.add_token, args.role, hash_token(token))
+            print(token)  # shown once; only its hash is kept
+            print(f"added a token for {args.add_token} ({args.role}) to {args.users}", file=sys.stderr)
+    except UsersError as err:
+        print(f"canary-guard webhook: {err}", file=sys.stderr)
+        return 2
     return 0

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from canary_guard.plan import Plan
@@ -30,6 +30,11 @@ class WebhookConfig:
     start_worker: bool = True  # tests drive the worker by hand with False
     exclusive: bool = True  # SQLite: hold a lock file, one webhook per database
     lease: float = 15.0  # seconds a claimed run stays this process's without a renewal
+    # people (issue 11)
+    users_file: str | None = None  # operators and viewers: NAME ROLE CREDENTIAL lines (auth.py)
+    alertmanagers: list[str] = field(default_factory=list)  # escalations are posted to each
+    external_url: str | None = None  # how people reach this webhook (links in notifications)
+    session_key: bytes | None = None  # signs login sessions; None: random (sessions end on restart)
 
 
 class ConfigError(ValueError):

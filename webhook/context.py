@@ -12,8 +12,9 @@ if TYPE_CHECKING:
     from canary_guard.plan import Plan
 
     from .actions import ActionSet
-    from .auth import AlertmanagerAuth
+    from .auth import Access, AlertmanagerAuth
     from .config import WebhookConfig
+    from .escalate import Escalator
     from .metrics import WebhookMetrics
     from .receiver import Receiver
     from .store import Store
@@ -33,6 +34,10 @@ class WebhookState:
     auth: AlertmanagerAuth
     receiver: Receiver
     recovered: list[int] = field(default_factory=list)  # runs marked needs_review at start
+    # people (issue 11): who may read and decide, escalation to Alertmanager, decisions counter
+    access: Access | None = None
+    escalator: Escalator | None = None
+    decisions_total: Any = None
 
 
 def current() -> WebhookState:

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from canary_guard.contract import OWN_ALERT_PREFIX
+
 STATUSES = ("firing", "resolved")
 MAX_ALERTS = 1000
 # RFC 3339 as Alertmanager writes it (Go's time.Time JSON): up to nanoseconds, Z or offset.
@@ -52,6 +54,10 @@ class Alert:
 
     @property
     def action(self) -> str | None:
+        # canary-guard's own alerts (CanaryGuardActionFailed...) name the action that failed:
+        # never a request to run it again
+        if self.labels.get("alertname", "").startswith(OWN_ALERT_PREFIX):
+            return None
         return self.labels.get("action")
 
     @property

@@ -13,6 +13,7 @@ from canary_guard.durations import format_duration, human_seconds
 from . import notify as notify_section
 from . import rollout as rollout_section
 from . import shared_cause as shared_cause_section
+from . import traffic as traffic_section
 from .actions import Action, DisableFeature, Page, Sequence
 from .base import Model, Name, Url
 from .notify import Notify
@@ -32,6 +33,7 @@ from .sections import (
     Webhook,
 )
 from .shared_cause import SharedCause
+from .traffic import Traffic
 from .triggers import CLEAR_SHARE, KEEP_FIRING_DEFAULTS, LATENCY_MIN_PROBES, Trigger
 
 
@@ -58,6 +60,7 @@ class Plan(Model):
     notify: Notify = Field(default_factory=Notify)
     rollout: Rollout | None = None
     shared_cause: SharedCause = Field(default_factory=SharedCause)
+    traffic: Traffic | None = None  # the service's own request metrics (traffic triggers)
 
     # -- cross-field checks: each raises with the path of the offending field ------------
 
@@ -88,7 +91,7 @@ class Plan(Model):
                 elif trig.baseline in self.trigger_tracks(trig):
                     problems.append(f"triggers[{i}].baseline: {trig.baseline!r} is a track this "
                                     "trigger watches; the baseline must be another track")
-            if trig.source == "traffic" and getattr(self, "traffic", None) is None:
+            if trig.source == "traffic" and self.traffic is None:
                 problems.append(f"triggers[{i}].source: 'traffic' needs the plan's traffic section "
                                 "(the service's request metrics)")
             if trig.window is not None and trig.window < scrape:
@@ -100,7 +103,7 @@ class Plan(Model):
                 "error_rate",
                 "availability",
                 "latency_avg",
-            ):
+            ) and trig.source == "probe":
                 problems.append(
                     f"triggers[{i}].window: {format_duration(trig.window)} holds fewer than "
                     f"two probes at probe.interval {format_duration(self.probe.interval)}"
@@ -126,6 +129,7 @@ class Plan(Model):
         problems += notify_section.problems(self)
         problems += rollout_section.problems(self)
         problems += shared_cause_section.problems(self)
+        problems += traffic_section.problems(self)
         if self.triggers and not self.guarded_tracks():
             problems.append("targets: no target is guarded: rollback triggers would watch nothing")
         if problems:
@@ -236,6 +240,9 @@ class Plan(Model):
         """
         if trigger.window is not None:
             return trigger.window
+        if trigger.source == "traffic" and self.traffic is not None:
+            # requests arrive continuously: the window needs only scrapes for rate()
+            return traffic_section.default_window(self)
         floor = max(4 * self.prometheus.scrape_interval, 2 * self.probe.interval)
         if trigger.kind == "latency_avg":  # an average of a handful of probes is noise
             return float(math.ceil(max(floor, LATENCY_MIN_PROBES * self.probe.interval)))
@@ -247,7 +254,8 @@ class Plan(Model):
 
     def windows(self) -> list[float]:
         """Every distinct range the rules need: each trigger's window and each gate window."""
-        out = {self.trigger_window(t) for t in self.triggers if t.kind != "custom"}
+        # traffic triggers' windows are recorded from the service's metrics (rules/traffic.py)
+        out = {self.trigger_window(t) for t in self.triggers if t.kind != "custom" and t.source == "probe"}
         out.add(self.slos.window)
         out.update(ph.criteria.window for ph in self.phases)
         return sorted(out)
@@ -264,7 +272,8 @@ class Plan(Model):
         out = []
         fd = format_duration
         for i, trig in enumerate(self.triggers):
-            if trig.kind != "latency_avg" or not trig.threshold:
+            # probe timeouts cut probes only: the service's own latency has no such ceiling
+            if trig.kind != "latency_avg" or not trig.threshold or trig.source != "probe":
                 continue
             thr = trig.threshold
             own = [e for e in self.endpoints if e.timeout is not None]
@@ -313,7 +322,8 @@ class Plan(Model):
                         f"error; set {where} to at least {fd(suggest_timeout(seen.p99, seen.max))}"
                     )
             for j, trig in enumerate(self.triggers):
-                if trig.kind == "latency_avg" and trig.threshold and seen.p95 >= trig.threshold:
+                if trig.kind == "latency_avg" and trig.threshold and seen.p95 >= trig.threshold \
+                        and trig.source == "probe":
                     out.append(
                         f"triggers[{j}].threshold: {ep.name}'s learned p95 ({human_seconds(seen.p95)}) is "
                         f"not below {human_seconds(trig.threshold)}: the average of a few healthy probes of "
@@ -364,6 +374,8 @@ class Plan(Model):
                 ),
                 "slos": self.slos.model_copy(update={"window": d.gate_window}),
                 "webhook": self.webhook.model_copy(update={"cooldown": d.cooldown}),
+                "traffic": self.traffic and self.traffic.model_copy(
+                    update={"window": d.traffic_window}),
                 "phases": [
                     ph.model_copy(
                         update={"criteria": ph.criteria.model_copy(update={"window": d.gate_window})}
@@ -388,7 +400,7 @@ def _trigger_reach(plan: Plan, i: int, trig: Trigger) -> list[str]:
             f"prometheus.scrape_interval {fd(scrape)}: rate() needs two samples, so this trigger "
             f"never fires; use at least {fd(2 * scrape)}"
         )
-    if trig.kind in ("error_rate", "availability"):
+    if trig.kind in ("error_rate", "availability") and trig.source == "probe":
         series = len(plan.endpoints) if trig.kind == "availability" else 1
         capacity = window / probe.interval * series
         need = plan.min_probes(trig)

@@ -195,7 +195,10 @@ class Context:
     @property
     def labels(self) -> dict[str, str]:
         t = self.trigger
-        return {"severity": t.severity, "trigger": t.name, "action": t.action}
+        labels = {"severity": t.severity, "trigger": t.name, "action": t.action}
+        if t.kind != "custom":  # a custom expression judges whatever it selects
+            labels[contract.ALERT_SOURCE] = t.source
+        return labels
 
     @property
     def runbook_url(self) -> str:

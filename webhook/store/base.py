@@ -13,7 +13,7 @@ that was in flight is safe to repeat.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
@@ -144,8 +144,9 @@ class Store(Protocol):
 
     def run(self, run_id: int) -> Run | None: ...
 
-    def next_due(self) -> float | None:
-        """When the next run is due or the next lease expires (unix seconds), or None."""
+    def next_due(self, max_priority: int | None = None) -> float | None:
+        """When the next run (at most ``max_priority``) is due or the next lease expires (unix
+        seconds), or None."""
 
     def start_attempt(self, run_id: int, step: int, step_action: str, kind: str, attempt: int,
                       command: Any, now: float | None = None) -> int: ...
@@ -195,6 +196,22 @@ class Store(Protocol):
 
     def incidents(self, limit: int = 100, merged: bool = False) -> list[dict[str, Any]]:
         """Incidents, newest first; firings coalesced into another are left out unless ``merged``."""
+
+    # -- people's decisions (review.py)
+    def failed_runs(self) -> list[dict[str, Any]]:
+        """Runs that ended failed/partial/refused/needs_review with no decision since."""
+
+    def awaiting_review(self, page_actions: Collection[str]) -> list[int]:
+        """Incidents whose action is a page and that nobody has decided on."""
+
+    def incident(self, incident_id: int) -> dict[str, Any] | None: ...
+
+    def decisions(self, incident_id: int | None = None, limit: int = 500) -> list[dict[str, Any]]: ...
+
+    def decide(self, incident_id: int, decision: str, operator: str, note: str, via: str,
+               action: str | None = None, priority: int = 1, dry_run: bool = False,
+               after: int | None = None, now: float | None = None) -> dict[str, Any]:
+        """Record a decision (and queue ``action``) in one transaction; raises review.Stale."""
 
     # -- housekeeping
     def prune(self, before: float, keep: int = 0, batch: int = 2000) -> int:

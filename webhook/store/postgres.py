@@ -19,6 +19,7 @@ from typing import Any
 import psycopg
 from psycopg import errors as pg_errors
 
+from . import review
 from .base import StoreUnavailable, redact
 from .sql import SQLStore
 
@@ -154,6 +155,7 @@ class PostgresStore(SQLStore):
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
             conn.execute(SCHEMA)
+            conn.execute(review.POSTGRES_SCHEMA)  # people's decisions (issue 11)
 
     def _conn(self) -> psycopg.Connection:
         conn = getattr(self._local, "conn", None)

@@ -16,6 +16,7 @@ import sqlite3
 import threading
 from pathlib import Path
 
+from . import review
 from .base import StoreLocked
 from .sql import SQLStore
 
@@ -152,6 +153,7 @@ class SQLiteStore(SQLStore):
                 if column not in have:
                     conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
             conn.executescript(INDEXES)
+            conn.executescript(review.SQLITE_SCHEMA)  # people's decisions (issue 11)
 
     # -- connections ----------------------------------------------------------------------
 
