@@ -24,7 +24,7 @@ demo: setup
 
 test: setup
 	$(BIN)/ruff check .
-	$(BIN)/pytest -q $(ARGS)
+	$(BIN)/python scripts/run-tests $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
