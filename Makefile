@@ -25,7 +25,7 @@ demo: setup
 test: setup
 	$(BIN)/ruff check .
 	$(BIN)/python scripts/typecheck.py
-	$(BIN)/pytest -q $(ARGS)
+	$(BIN)/python scripts/run-tests $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
