@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 from canary_guard.durations import format_duration
 from canary_guard.plan import Command, DisableFeature, Http, KubectlRollback, Page, Plan, Sequence, Trigger
@@ -109,7 +110,7 @@ def build(plan: Plan) -> list[Scenario]:
 
 def _scenario(plan: Plan, trig: Trigger, ep: str) -> Scenario:
     window = format_duration(plan.trigger_window(trig))
-    base = {"name": trig.name, "alert": trig.alert, "action": trig.action, "kind": trig.kind}
+    base: dict[str, Any] = {"name": trig.name, "alert": trig.alert, "action": trig.action, "kind": trig.kind}
     if trig.source == "traffic":
         return _traffic_scenario(plan, trig, ep, base)
     if trig.kind == "error_rate":

@@ -25,8 +25,10 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, NoReturn
 
 from canary_guard import contract
 from canary_guard.plan import DisableFeature, KubectlRollback, Notify, Plan
@@ -68,7 +70,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def http_get(url: str, timeout: float = 2.0, headers: dict[str, str] | None = None):
+def http_get(url: str, timeout: float = 2.0, headers: dict[str, str] | None = None) -> Any:
     """GET url and decode JSON (or return text); raises OSError on connection problems."""
     req = urllib.request.Request(url, headers=headers or {})
     with urllib.request.urlopen(req, timeout=timeout) as resp:
@@ -79,8 +81,8 @@ def http_get(url: str, timeout: float = 2.0, headers: dict[str, str] | None = No
         return body.decode(errors="replace")
 
 
-def http_send(method: str, url: str, payload=None, timeout: float = 5.0,
-              headers: dict[str, str] | None = None):
+def http_send(method: str, url: str, payload: object = None, timeout: float = 5.0,
+              headers: dict[str, str] | None = None) -> Any:
     data = None if payload is None else json.dumps(payload).encode()
     hdrs = {"Content-Type": "application/json", **(headers or {})}
     req = urllib.request.Request(url, data=data, method=method, headers=hdrs)
@@ -112,7 +114,7 @@ class Stack:
     """Starts, supervises and stops the demo's processes. Use as a context manager."""
 
     def __init__(self, plan: Plan, workdir: str | Path | None = None, *, keep_workdir: bool = False,
-                 log=None, sandbox_args: list[str] | None = None):
+                 log: Callable[[str], object] | None = None, sandbox_args: list[str] | None = None):
         if missing_binaries():
             raise StackError(
                 f"{', '.join(missing_binaries())} not found. Install Prometheus and Alertmanager "
@@ -257,7 +259,7 @@ class Stack:
         plan = self.plan
         assert plan is not None
         rules = self.rules_dir / "canary-guard.rules.yml"
-        config = {
+        config: dict[str, Any] = {
             "global": {
                 "scrape_interval": _dur(plan.prometheus.scrape_interval),
                 "evaluation_interval": _dur(plan.prometheus.evaluation_interval),
@@ -296,7 +298,9 @@ class Stack:
             service_env[self.source_plan.auth.token_env] = self.service_key
         if self.source_plan.webhook.service_token_env:
             service_env[self.source_plan.webhook.service_token_env] = self.service_key
-        for target in self.plan.targets:
+        plan = self.plan
+        assert plan is not None  # derived by _write_files
+        for target in plan.targets:
             name = f"sandbox-{target.name}"
             self._add(name, [*CLI, "sandbox", "--plan", str(self.plan_file),
                              "--listen", f"{HOST}:{self.port(name)}", *self.sandbox_args],
@@ -308,18 +312,19 @@ class Stack:
                               "--alertmanager", self.alertmanager_url, "--external-url", self.webhook_url],
                   "/healthz",
                   {**service_env, self.source_plan.webhook.token_env: self.webhook_token})
-        if self.plan.traffic is not None:
+        if plan.traffic is not None:
             self.traffic_args()  # defined here, started by the traffic scenarios only
         am_config = self.rules_dir / "alertmanager.yml"
         self._add("alertmanager", [
-            shutil.which(BINARIES["alertmanager"]), f"--config.file={am_config}",
+            shutil.which(BINARIES["alertmanager"]) or BINARIES["alertmanager"], f"--config.file={am_config}",
             f"--storage.path={self.dir / 'alertmanager-data'}",
             f"--web.listen-address={HOST}:{self.port('alertmanager')}",
             f"--web.external-url={self.alertmanager_url}",
             "--cluster.listen-address=",
         ], "/-/ready")
         self._add("prometheus", [
-            shutil.which(BINARIES["prometheus"]), f"--config.file={self._prometheus_config()}",
+            shutil.which(BINARIES["prometheus"]) or BINARIES["prometheus"],
+            f"--config.file={self._prometheus_config()}",
             f"--storage.tsdb.path={self.dir / 'prometheus-data'}",
             f"--web.listen-address={HOST}:{self.port('prometheus')}",
             f"--web.external-url={self.prometheus_url}",
@@ -359,6 +364,7 @@ class Stack:
         return comp
 
     def _wait_ready(self, comp: Component, timeout: float) -> None:
+        assert comp.proc is not None  # started by start_component
         if comp.ready_path is None:  # no HTTP side (the traffic generator): running is ready
             time.sleep(0.5)
             if comp.proc.poll() is not None:
@@ -411,8 +417,9 @@ class Stack:
         self._render_rules()
         self._define()
         self.slack = SlackSink(port=self.port("slack")).start()
-        n = self.plan.notify
-        self.smtp = SmtpSink(port=self.port("smtp"), username=n.email.auth_username,
+        assert self.plan is not None  # derived by _write_files
+        email = self.plan.notify.email
+        self.smtp = SmtpSink(port=self.port("smtp"), username=email.auth_username if email else None,
                              password=self.smtp_password).start()
         self.log(f"starting slack sink      {self.slack.url}")
         self.log(f"starting smtp relay      {self.smtp.smarthost}")
@@ -461,7 +468,7 @@ class Stack:
             self.stop()
             raise
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
     # -- reading the stack's state -------------------------------------------------------
@@ -504,7 +511,7 @@ class Stack:
         """A sandbox's own request metrics (what the traffic triggers judge)."""
         return http_get(f"{self.sandbox_url(track)}/metrics")
 
-    def inject(self, fault: dict, track: str | None = None):
+    def inject(self, fault: dict[str, Any], track: str | None = None) -> Any:
         return http_send("POST", f"{self.sandbox_url(track)}/-/faults", fault, headers=self.service_headers())
 
     def clear_faults(self, track: str | None = None) -> None:
@@ -534,7 +541,7 @@ def _signal(pid: int, sig: int) -> None:
 def install_signal_handlers() -> None:
     """Turn SIGTERM/SIGHUP into SystemExit so that ``finally`` blocks and atexit stop the stack."""
 
-    def _term(signum, frame):
+    def _term(signum: int, frame: object) -> NoReturn:
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, _term)

@@ -15,10 +15,13 @@ import json
 import math
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .scenarios import Scenario
 from .stack import Stack
+
+Out = Callable[[str], object]  # where a scenario's lines go (print, or a test's list.append)
 
 POLL = 0.25
 RAN = ("succeeded", "partial", "failed")  # run statuses of an action that did run
@@ -273,7 +276,7 @@ def describe_action(rec: dict) -> str:
 
 
 class Printer:
-    def __init__(self, out=print, t0: float | None = None):
+    def __init__(self, out: Out = print, t0: float | None = None):
         self.out = out
         self.t0 = t0 if t0 is not None else time.time()
 
@@ -283,7 +286,7 @@ class Printer:
         return t
 
 
-def start_users(stack: Stack, scenario: Scenario, out=print) -> None:
+def start_users(stack: Stack, scenario: Scenario, out: Out = print) -> None:
     """Start the simulated users and wait until the trigger's window holds their requests."""
     if stack.components["traffic"].running:
         return
@@ -293,13 +296,13 @@ def start_users(stack: Stack, scenario: Scenario, out=print) -> None:
     time.sleep(scenario.warmup)
 
 
-def stop_users(stack: Stack, out=print) -> None:
+def stop_users(stack: Stack, out: Out = print) -> None:
     if "traffic" in stack.components and stack.components["traffic"].running:
         stack.stop_component("traffic")
         out("  simulated users stopped")
 
 
-def wait_warm(stack: Stack, scenario: Scenario, probing_since: float, out=print) -> None:
+def wait_warm(stack: Stack, scenario: Scenario, probing_since: float, out: Out = print) -> None:
     """Sleep until the trigger's window holds the probes its min_probes guard asks for (a
     traffic trigger's users start with its scenario, which waits for them)."""
     if scenario.traffic:
@@ -310,7 +313,7 @@ def wait_warm(stack: Stack, scenario: Scenario, probing_since: float, out=print)
         time.sleep(left)
 
 
-def run(stack: Stack, scenario: Scenario, *, out=print, timeout: float | None = None,
+def run(stack: Stack, scenario: Scenario, *, out: Out = print, timeout: float | None = None,
         resolve_timeout: float = 180.0, lingering: frozenset[str] = frozenset()) -> Result:
     """Inject the scenario's fault, follow it to the action, clear it, follow it to resolution.
 

@@ -11,9 +11,16 @@ import logging
 import math
 import sys
 import time
+from typing import TYPE_CHECKING, Any
 
 from canary_guard.cli import add_plan_argument, plan_from_args
 from canary_guard.durations import format_duration, parse_seconds_or_duration
+
+if TYPE_CHECKING:  # imported when a command runs
+    from canary_guard.plan import Plan
+
+    from .evaluate import Report
+    from .prom import Prometheus
 
 
 def duration_arg(text: str) -> float:
@@ -50,7 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, default=10.0, help="HTTP timeout in seconds (default 10)")
 
 
-def pick_tracks(plan, track: str | None, baseline: str | None) -> tuple[str, str | None]:
+def pick_tracks(plan: Plan, track: str | None, baseline: str | None) -> tuple[str, str | None]:
     names = [t.name for t in plan.targets]
     guarded = plan.guarded_tracks()
     track = track or (guarded[0] if guarded else None)
@@ -69,8 +76,8 @@ def pick_tracks(plan, track: str | None, baseline: str | None) -> tuple[str, str
     return track, baseline
 
 
-def judge(plan, prom, index: int, at: float, since: float | None, track: str, baseline: str | None,
-          window: float | None = None):
+def judge(plan: Plan, prom: Prometheus, index: int, at: float, since: float | None, track: str,
+          baseline: str | None, window: float | None = None) -> Report:
     """The decision for one phase at ``at``: the Report that ``gate`` prints and ``gate serve``
     answers. Raises PrometheusError when Prometheus cannot be asked."""
     from .evaluate import decide, required_elapsed
@@ -134,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
     return report.exit_code
 
 
-def finite(o):
+def finite(o: Any) -> Any:
     """JSON has no Infinity/NaN: such values become null."""
     if isinstance(o, float) and not math.isfinite(o):
         return None
@@ -168,7 +175,7 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def render(report) -> str:
+def render(report: Report) -> str:
     at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(report.at))
     out = [
         f"{report.decision.upper()}  phase {report.phase} of plan {report.plan}, track {report.track}"

@@ -8,6 +8,7 @@ probe is slow.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from canary_guard import contract
@@ -49,12 +50,12 @@ class Cases:
         raise ValueError(f"no evaluation falls on a scrape (scrape {self.s}s, evaluation {self.e}s)")
 
     def probe_series(self, track: str, ep: str, n: int,
-                     per_step: dict[str, list[float] | float]) -> list[Series]:
+                     per_step: dict[str, Sequence[float] | float]) -> list[Series]:
         """canary_probes_total per outcome; per_step: increments per scrape (one value or n)."""
         out = []
         for outcome in contract.OUTCOMES:
             inc = per_step.get(outcome, 0)
-            incs = inc if isinstance(inc, list) else [inc] * n
+            incs = [inc] * n if isinstance(inc, int | float) else inc
             out.append(Series(selector(contract.PROBES, track=track, endpoint=ep, outcome=outcome),
                               encode(cumulative(incs))))
         return out
@@ -71,8 +72,8 @@ class Cases:
             labels["job"] = t.job
         return labels
 
-    def traffic_series(self, track: str, ep: str, n: int, per_step: dict[str, list[float] | float],
-                       errors: dict[str, list[float] | float] | None = None) -> list[Series]:
+    def traffic_series(self, track: str, ep: str, n: int, per_step: dict[str, Sequence[float] | float],
+                       errors: dict[str, Sequence[float] | float] | None = None) -> list[Series]:
         """The service's request counter per status (increments per scrape, one value or n),
         and its error counter per error type (``errors``; by default every failure is
         ``internal``)."""
@@ -80,8 +81,8 @@ class Cases:
         assert t is not None
         base = self.traffic_labels(track, ep)
 
-        def incs(v: list[float] | float) -> list[float]:
-            return v if isinstance(v, list) else [v] * n
+        def incs(v: Sequence[float] | float) -> list[float]:
+            return [v] * n if isinstance(v, int | float) else list(v)
 
         out = [Series(selector(t.requests, **base, **{t.status_label: status}), encode(cumulative(incs(v))))
                for status, v in per_step.items()]

@@ -47,7 +47,7 @@ def labels(plan: Plan) -> dict[str, str]:
     return out
 
 
-def annotations(plan: Plan) -> dict[str, str]:
+def texts(plan: Plan) -> dict[str, str]:
     sc = plan.shared_cause
     action = plan.shared_cause_action()
     return {
@@ -82,7 +82,7 @@ def alert_rules(plan: Plan) -> list[AlertRule]:
         expr = per_endpoint or per_track
     return [AlertRule(
         alert=plan.shared_cause.alert, expr=expr, for_=0.0, labels=labels(plan),
-        annotations=annotations(plan),
+        annotations=texts(plan),
         # the two tracks' windows drain a probe apart: one page, not a flap
         keep_firing_for=plan.baseline_grace(),
     )]
@@ -93,7 +93,7 @@ def expect(plan: Plan, series: dict[str, str]) -> dict:
     all_labels = {**series, **labels(plan)}
     return {
         "exp_labels": all_labels,
-        "exp_annotations": {k: expand(v, all_labels, 1.0) for k, v in annotations(plan).items()},
+        "exp_annotations": {k: expand(v, all_labels, 1.0) for k, v in texts(plan).items()},
     }
 
 

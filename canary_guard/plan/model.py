@@ -120,9 +120,9 @@ class Plan(Model):
                             "sequences do not nest"
                         )
             if isinstance(action, DisableFeature) and isinstance(action.features, list):
-                known = {e.feature for e in self.endpoints if e.feature}
+                features = {e.feature for e in self.endpoints if e.feature}
                 for j, feat in enumerate(action.features):
-                    if feat not in known:
+                    if feat not in features:
                         problems.append(
                             f"actions.{name}.features[{j}]: {feat!r} is no endpoint's feature"
                         )
@@ -285,7 +285,7 @@ class Plan(Model):
                     f"({fd(self.probe.timeout)}): probes are cut off at the timeout, so the average "
                     f"latency never exceeds it and this trigger never fires{but}"
                 )
-            cut = [e.name for e in own if thr >= e.timeout]
+            cut = [e.name for e in own if e.timeout is not None and thr >= e.timeout]
             if cut:
                 out.append(
                     f"triggers[{i}].threshold: {fd(thr)} is not below the own probe timeout of "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from fractions import Fraction
 from typing import TYPE_CHECKING
 
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
     from ..cases import Cases
 
 
-def latency_series(track: str, ep: str, lat: list[float | None]) -> list[Series]:
+def latency_series(track: str, ep: str, lat: Sequence[float | None]) -> list[Series]:
     """One probe per scrape with the given latencies (None: no probe in that scrape)."""
     counts = [0 if x is None else 1 for x in lat]
     sums = [0 if x is None else x for x in lat]

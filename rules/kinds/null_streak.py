@@ -45,8 +45,8 @@ class NullStreak(TriggerUnit):
         first = (lead + thr) * cases.s  # the scrape that shows the breach on time
         at = cases.eval_at(cases.eval_at(first) + ctx.for_)
         n = cases.steps(at) + 2
-        vals: list[float | None] = [0] * (lead + late) + list(range(1, top + 1))
-        vals += [top] * (n + 1 - len(vals))
+        vals: list[float] = [0.0] * (lead + late) + [float(v) for v in range(1, top + 1)]
+        vals += [float(top)] * (n + 1 - len(vals))
         return Breach([Series(selector(contract.NULL_STREAK, track=track, endpoint=ep), encode(vals))],
                       at, {"track": track, "endpoint": ep}, thr + 1)
 
@@ -60,11 +60,11 @@ class NullStreak(TriggerUnit):
         lead = 4
         hold = cases.steps(ctx.for_)
         # streak climbs one null per scrape to thr, then a good answer resets it
-        ok_vals: list[float | None] = [0] * lead + list(range(1, thr + 1)) + [0] * (hold + 4)
+        ok_vals = [0] * lead + list(range(1, thr + 1)) + [0] * (hold + 4)
         peak = cases.eval_at((lead + thr - 1) * cases.s)
         held = ctx.for_
         # ... and one more null does
-        bad_vals: list[float | None] = [0] * lead + list(range(1, thr + 2)) + [thr + 1] * (hold + 4)
+        bad_vals = [0] * lead + list(range(1, thr + 2)) + [thr + 1] * (hold + 4)
         first = (lead + thr) * cases.s
         fire = cases.eval_at(cases.eval_at(first) + held)
         return [

@@ -43,7 +43,7 @@ class PiiExposure(TriggerUnit):
         at = cases.eval_at(cases.eval_at(lead * cases.s) + ctx.for_)
         n = cases.steps(at) + 2
         count = 0 if healthy else thr + 1
-        vals: list[float | None] = [0] * lead + [count] * (n - lead + 1)
+        vals: list[float] = [0.0] * lead + [float(count)] * (n - lead + 1)
         return Breach([Series(selector(contract.PII_EXPOSURES, track=track, endpoint=ep,
                                   kind=contract.PII_KINDS[0]), encode(vals))],
                       at, {"track": track, "endpoint": ep}, thr + 1)
@@ -62,7 +62,7 @@ class PiiExposure(TriggerUnit):
         gone_lo, gone_hi = first + ctx.window - cases.s, first + ctx.window + cases.s
         n = cases.steps(gone_hi + keep) + 3
         count = thr + 1
-        vals: list[float | None] = [0] * lead + [count] * (n - lead + 1)
+        vals = [0] * lead + [count] * (n - lead + 1)
         email, ssn = contract.PII_KINDS[0], contract.PII_KINDS[1]
         pii = contract.PII_EXPOSURES
         series = [

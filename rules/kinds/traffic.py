@@ -10,6 +10,7 @@ requests too and count here, but at a probe every 15 s they are far fewer than t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from fractions import Fraction
 from typing import TYPE_CHECKING, ClassVar
 
@@ -116,7 +117,7 @@ class TrafficRatio(TrafficUnit):
         labels = {"track": track, "endpoint": ep} if self.level == names.TRACK_ENDPOINT else {"track": track}
         need = min_requests(plan, t)
 
-        def case(frac: Fraction, scale: int = 1) -> dict[str, list[float] | float]:
+        def case(frac: Fraction, scale: int = 1) -> dict[str, Sequence[float] | float]:
             # per scrape: enough requests that the window holds the minimum many times over
             f, c = frac.numerator, frac.denominator
             k = max(1, -(-need // max(1, cases.steps(win)))) * scale
