@@ -26,19 +26,37 @@ def alert_rules(plan: Plan, trigger: Trigger) -> list[AlertRule]:
     return ctx.unit.alert_rules(ctx)
 
 
+def trigger_windows(plan: Plan) -> list[float]:
+    """The ranges the alerts read: what each trigger's unit asks for."""
+    return sorted({win for ctx in kinds.contexts(plan) for win in ctx.unit.windows(ctx)})
+
+
 def build_groups(plan: Plan) -> list[RuleGroup]:
-    """Recording rules, phase gates and alerts, in the order Prometheus should evaluate them."""
+    """Recording rules, phase gates and alerts, in the order Prometheus should evaluate them.
+
+    Prometheus runs the rules of a group one after the other and different groups side by side,
+    so the recording rules are split by who waits for them: ``-recording`` holds what the alerts
+    read (the family for the triggers' windows, and the units' own rules), ``-recording-slow``
+    the rest (the family for windows only the phase gates and dashboards read, and every latency
+    quantile). The slow part costs several times the other at 1,000 endpoints (long windows hold
+    many samples; a quantile takes the rate of every histogram bucket: bench/bench_scale.py)
+    and, in its own group, never holds up a rollback alert.
+    """
     interval = plan.prometheus.evaluation_interval
     prefix = f"canary-guard-{plan.name}"
     contexts = kinds.contexts(plan)
-    recorded: list[RecordingRule] = [r for win in windows(plan) for r in recording.window_rules(win)]
+    fast = trigger_windows(plan)
+    recorded: list[RecordingRule] = [r for win in fast for r in recording.window_rules(win)]
     # a unit's own rules follow the family; triggers of one kind may ask for the same rule
     for rule in (r for ctx in contexts for r in ctx.unit.recording_rules(ctx)):
         if rule not in recorded:
             recorded.append(rule)
+    slow = [r for win in windows(plan) if win not in fast for r in recording.window_rules(win)]
+    slow += [r for win in windows(plan) for r in recording.quantile_rules(win)]
     alerts = [a for ctx in contexts for a in ctx.unit.alert_rules(ctx)]
     groups = [
         RuleGroup(f"{prefix}-recording", interval, recorded),
+        RuleGroup(f"{prefix}-recording-slow", interval, slow),
         RuleGroup(f"{prefix}-gates", interval, gates.gate_rules(plan)),
     ]
     if alerts:

@@ -57,7 +57,7 @@ def test_a_unit_extends_the_output_without_touching_the_generator(monkeypatch, t
     plan = load_plan()
     render.render(plan, tmp_path)
     doc = yaml.safe_load((tmp_path / render.RULES_FILE).read_text())
-    recording, _, alerts, _own = (g["rules"] for g in doc["groups"])  # own: rules/own.py
+    recording, _slow, _gates, alerts, _own = (g["rules"] for g in doc["groups"])  # own: rules/own.py
     # the unit's own rule is recorded once, after the shared family
     assert [r["record"] for r in recording].count("track_endpoint:canary_probe_slow:bool_rate1m") == 1
     assert recording[-1]["record"] == "track_endpoint:canary_probe_slow:bool_rate1m"
