@@ -173,6 +173,20 @@ def server_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def wait_up(url: str, proc: subprocess.Popen, timeout: float = 30) -> bool:
+    """Wait until ``url`` answers (any HTTP status); False when ``proc`` died or time ran out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            urllib.request.urlopen(url, timeout=1).read()
+            return True
+        except urllib.error.HTTPError:
+            return True
+        except OSError:
+            time.sleep(0.1)
+    return False
+
+
 def pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
@@ -258,17 +272,9 @@ class Webhook:
             self.proc = subprocess.Popen(argv, env={**os.environ, "CANARY_GUARD_WEBHOOK_TOKEN": TOKEN,
                                                     **(env or {})},
                                          stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1).read()
-                return
-            except OSError:
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    self.stop()
-                    raise SystemExit(f"the webhook did not start:\n{self.log_path.read_text()[-3000:]}") \
-                        from None
-                time.sleep(0.1)
+        if not wait_up(f"http://127.0.0.1:{self.port}/healthz", self.proc):
+            self.stop()
+            raise SystemExit(f"the webhook did not start:\n{self.log_path.read_text()[-3000:]}")
 
     def health(self) -> dict:
         return json.load(urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=10))
@@ -381,16 +387,8 @@ def reference(args: argparse.Namespace) -> None:
     port = free_port()
     server = subprocess.Popen([sys.executable, "-c", BARE_APP, str(port), str(args.threads)], cwd=ROOT)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/alerts", timeout=1)
-            except urllib.error.HTTPError:
-                break  # 405 for GET: it is up
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise SystemExit("the reference server did not start") from None
-                time.sleep(0.1)
+        if not wait_up(f"http://127.0.0.1:{port}/alerts", server):  # GET: 405, and up
+            raise SystemExit("the reference server did not start")
         reqs = [request_bytes(port, notification(i)) for _ in range(args.deliveries)
                 for i in range(args.incidents)]
         load(port, reqs[:300], 4, 30)
@@ -629,15 +627,8 @@ def bench_slow(args: argparse.Namespace, other: str | None) -> bool:
         if other:
             port = free_port()
             proc = start_other(other, port, backend.db, args.threads, tmp)
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).read()
-                    break
-                except OSError:
-                    if time.monotonic() > deadline or proc.poll() is not None:
-                        raise SystemExit(f"the {other} server did not start") from None
-                    time.sleep(0.1)
+            if not wait_up(f"http://127.0.0.1:{port}/healthz", proc):
+                raise SystemExit(f"the {other} server did not start")
         else:
             server = Webhook(backend, args.threads)
             port = server.port

@@ -17,6 +17,8 @@ from .logs import setup_logging
 COMMANDS: dict[str, tuple[str, str]] = {
     "plan": ("canary_guard.plancheck", "validate a plan file and summarise it"),
     "sandbox": ("canary_guard.sandbox.cli", "run the simulated service with fault injection"),
+    "traffic": ("canary_guard.sandbox.traffic",
+                "send simulated user traffic, split between the tracks (bounded)"),
     "exporter": ("canary_guard.exporter.cli", "probe the endpoints and expose Prometheus metrics"),
     "rules": ("canary_guard.rules.cli", "render and check Prometheus rules and Alertmanager routing"),
     "webhook": ("canary_guard.webhook.cli", "receive Alertmanager notifications and run rollbacks"),

@@ -34,6 +34,10 @@ INFO = "canary_guard_info"  # gauge {version, plan}
 EXPORTER_INFLIGHT = "canary_guard_exporter_inflight_probes"
 EXPORTER_SERIES = "canary_guard_exporter_series"
 EXPORTER_START_TIME = "canary_guard_exporter_start_time_seconds"
+EXPORTER_SCRAPES = "canary_guard_exporter_scrapes_total"  # counter {format, encoding}
+# How /metrics was served: the exposition format and the content encoding the scraper accepted.
+EXPOSITION_FORMATS: tuple[str, ...] = ("openmetrics", "text")
+EXPOSITION_ENCODINGS: tuple[str, ...] = ("gzip", "identity")
 
 # A probe's outcome: exactly one per probe.
 OUTCOMES: tuple[str, ...] = ("success", "error", "null", "disabled")
@@ -65,6 +69,33 @@ BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.
 # The probe's User-Agent: probes also appear in the service's own request counters; this is
 # how the service's operators tell them apart from users.
 PROBE_USER_AGENT_PRODUCT = "canary-guard-probe"
+
+# -- the service's own request metrics (the plan's traffic section; RecoveryOS by default) ----
+
+# What the reference service exposes at GET /metrics (prometheus-client, default buckets); the
+# sandbox exposes exactly these, and the plan's traffic section defaults to them.
+SERVICE_REQUESTS = "recoveryos_requests_total"  # counter {endpoint, version, env, status}
+SERVICE_DURATION = "recoveryos_request_duration_seconds"  # histogram {endpoint, version, env}
+SERVICE_ERRORS = "recoveryos_errors_total"  # counter {endpoint, version, env, error_type}
+SERVICE_ACTIVE = "recoveryos_active_requests"  # gauge {endpoint, version, env}
+SERVICE_STATUS = "status"  # SERVICE_STATUSES
+SERVICE_STATUSES: tuple[str, ...] = ("success", "error")
+SERVICE_ERROR_TYPE = "error_type"  # SERVICE_ERROR_TYPES
+SERVICE_VERSION, SERVICE_ENV = "version", "env"
+# Why a request failed, as the sandbox labels it. feature_disabled: a feature switched off by
+# its flag answers 503 "not enabled" (says nothing about the release, like the probe outcome
+# "disabled").
+SERVICE_ERROR_TYPES: tuple[str, ...] = (
+    "bad_request", "unauthorized", "not_found", "rate_limited", "internal", "feature_disabled",
+    "unavailable", "reset", "timeout", "invalid_response",
+)
+FEATURE_DISABLED = "feature_disabled"
+# Endpoint label values of the service's own routes besides the plan's endpoints.
+SERVICE_ROUTES: tuple[str, ...] = ("system_status", "elite_metrics")
+
+# Recording rules on the service's traffic: ``track_endpoint:canary_traffic_requests:rate5m``...
+# (always labelled track and endpoint with plan names, whatever the service calls them).
+TRAFFIC_PREFIX = "canary_traffic"
 
 # -- alert labels (set by the rule generator, read by Alertmanager routing and the webhook) ---
 

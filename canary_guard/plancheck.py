@@ -17,7 +17,7 @@ import sys
 import time
 
 from .durations import format_duration, parse_duration
-from .plan import NAME_RE, Plan, PlanError, default_plan_path, load_plan
+from .plan import NAME_RE, Plan, PlanError, default_plan_path, load_plan, min_requests
 
 DEFAULT_LEARN_COUNT = 30
 DEFAULT_LEARN_DURATION = 300.0
@@ -222,12 +222,25 @@ def summary(plan: Plan, source: str) -> str:
     ]
     for t in plan.triggers:
         window = format_duration(plan.trigger_window(t))
-        extra = f" min_probes={plan.min_probes(t)}" if t.kind in ("error_rate", "availability") else ""
+        extra = ""
+        if t.source == "traffic":
+            extra = f" min_requests={min_requests(plan, t)} source=traffic"
+        elif t.kind in ("error_rate", "availability"):
+            extra = f" min_probes={plan.min_probes(t)}"
         thr = "" if t.threshold is None else f" threshold={t.threshold:g}"
         lines.append(
             f"  {t.alert:<26} {t.kind:<15}{thr} window={window} for={format_duration(t.for_)}"
             f"{extra} -> {t.action} ({t.severity})"
         )
+    if plan.traffic:
+        tr = plan.traffic
+        fails = "|".join(tr.failure)
+        lines.append(
+            f"traffic:   {tr.requests}{{{tr.status_label}=~\"{fails}\"}} per {tr.endpoint_label} "
+            f"and {tr.track_label} (from pod label {tr.pod_label})"
+            + (f", job {tr.job}" if tr.job else "")
+            + (f", latency {tr.duration}" if tr.duration else "")
+            + f", window {format_duration(tr.window)}")
     lines.append("actions:   " + ", ".join(f"{n} ({a.kind})" for n, a in plan.actions.items()))
     lines.append("phases:    " + " -> ".join(
         f"{ph.traffic_percent:g}%" + (f"/{format_duration(ph.duration)}" if ph.duration else "")

@@ -22,9 +22,14 @@ import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
+from . import __version__, contract
 from .judge import ProbeResult
 
-USER_AGENT = "canary-guard-exporter"
+PROJECT_URL = "https://github.com/canary-guard/canary-guard"
+
+# Probes are requests too: they land in the service's own request counters, beside its users'.
+# This User-Agent lets the service (and its operators) tell them apart.
+USER_AGENT = f"{contract.PROBE_USER_AGENT_PRODUCT}/{__version__} (+{PROJECT_URL})"
 MAX_RETRY_AFTER = 300.0  # seconds: a Retry-After longer than this is capped
 
 

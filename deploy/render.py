@@ -10,6 +10,8 @@ Generated (never edit by hand; change the plan and re-run):
   kubernetes/base/rbac.yaml                  Role + RoleBinding per namespace the plan rolls back in
   kubernetes/base/rollout-rbac.yaml          ServiceAccount, Role + RoleBinding for `canary-guard rollout`
   kubernetes/base/servicemonitor.yaml        ServiceMonitors (scrape interval and job from the plan)
+  kubernetes/base/traffic-podmonitor.yaml    a PodMonitor for the service's own request metrics
+                                             (the plan's traffic section: the track pod label)
   kubernetes/base/prometheusrule.yaml        `canary-guard rules render` -> prometheusrule.yaml
   kubernetes/base/dashboards/*.json          the Grafana dashboard (a ConfigMap for Grafana's sidecar)
   kubernetes/overlays/example/plan.yaml      the plan with in-cluster URLs (the example overlay)
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import filecmp
+import re
 import shutil
 import subprocess
 import sys
@@ -198,6 +201,58 @@ def service_monitors(plan: Plan) -> str:
     return header(plan) + dump_all(docs)
 
 
+def _meta_label(pod_label: str) -> str:
+    """The service-discovery label of a pod label, as Prometheus names it (non-word -> _)."""
+    return "__meta_kubernetes_pod_label_" + re.sub(r"[^a-zA-Z0-9_]", "_", pod_label)
+
+
+def _traffic_pods(plan: Plan) -> tuple[str, str]:
+    """(namespace, track regex) of the pods whose request metrics the traffic triggers judge."""
+    namespace, _ = _workload(plan)
+    return namespace, "|".join(re.escape(t.name) for t in plan.targets)
+
+
+def traffic_relabelings(plan: Plan) -> list[dict]:
+    """Keep the plan's tracks' pods and copy their track pod label into the series' track label
+    (the canary and stable pods differ by nothing else), then name the job the plan's."""
+    assert plan.traffic is not None
+    t = plan.traffic
+    _, tracks = _traffic_pods(plan)
+    meta = _meta_label(t.pod_label)
+    out = [
+        {"action": "keep", "sourceLabels": [meta], "regex": tracks},
+        {"action": "replace", "sourceLabels": [meta], "targetLabel": t.track_label},
+    ]
+    if t.job:
+        out.append({"action": "replace", "targetLabel": "job", "replacement": t.job})
+    return out
+
+
+def traffic_pod_monitor(plan: Plan) -> str:
+    """The service's own request metrics (GET /metrics on every pod of the plan's tracks), with
+    the track pod label copied into each series: the traffic triggers need it. honorLabels keeps
+    the service's own `endpoint` label (the operator would otherwise rename it)."""
+    if plan.traffic is None:
+        return header(plan) + "# The plan has no traffic section: nothing to scrape from the service.\n"
+    namespace, _ = _traffic_pods(plan)
+    interval = format_duration(plan.prometheus.scrape_interval)
+    monitor = {
+        "apiVersion": "monitoring.coreos.com/v1", "kind": "PodMonitor",
+        "metadata": {"name": f"{plan.service}-traffic", "namespace": NAMESPACE, "labels": dict(LABELS)},
+        "spec": {
+            "selector": {"matchExpressions": [{"key": plan.traffic.pod_label, "operator": "Exists"}]},
+            "namespaceSelector": {"matchNames": [namespace]},
+            "podMetricsEndpoints": [{
+                "targetPort": _canary_port(plan), "path": "/metrics", "interval": interval,
+                "scrapeTimeout": format_duration(min(plan.prometheus.scrape_interval, 10.0)),
+                "honorLabels": True,
+                "relabelings": traffic_relabelings(plan),
+            }],
+        },
+    }
+    return header(plan) + doc_comment(traffic_pod_monitor) + yaml.safe_dump(monitor, sort_keys=False)
+
+
 def prometheus_config(plan: Plan) -> str:
     interval = format_duration(plan.prometheus.scrape_interval)
     config = {
@@ -220,6 +275,20 @@ def prometheus_config(plan: Plan) -> str:
              "static_configs": [{"targets": [WEBHOOK_ADDR]}]},
         ],
     }
+    if plan.traffic is not None:
+        # the service's own /metrics, one static target per track with its track label (outside
+        # Kubernetes; list every instance of a track, never a load-balanced address, or rate()
+        # sees the counters of a different instance at each scrape). In Kubernetes the
+        # PodMonitor (traffic-podmonitor.yaml) copies the track from a pod label instead.
+        from urllib.parse import urlsplit
+
+        t = plan.traffic
+        config["scrape_configs"].append({
+            "job_name": t.job or f"{plan.service}-traffic", "scrape_interval": interval,
+            "honor_labels": True,
+            "static_configs": [{"targets": [urlsplit(x.url).netloc], "labels": {t.track_label: x.name}}
+                               for x in plan.targets],
+        })
     return header(plan) + yaml.safe_dump(config, sort_keys=False)
 
 
@@ -383,6 +452,7 @@ def render(plan_path: Path | None, out: Path) -> None:
     (k8s / "rbac.yaml").write_text(rbac(plan))
     (k8s / "rollout-rbac.yaml").write_text(rollout_rbac(plan))
     (k8s / "servicemonitor.yaml").write_text(service_monitors(plan))
+    (k8s / "traffic-podmonitor.yaml").write_text(traffic_pod_monitor(plan))
     (example / "plan.yaml").write_text(cluster_plan(plan))
     (out / "prometheus" / "prometheus.yml").write_text(prometheus_config(plan))
     (out / "flagger" / "canary.yaml").write_text(flagger_canary(plan))

@@ -1,13 +1,14 @@
-"""The metric contract and its exposition (Prometheus text format 0.0.4).
+"""The metric contract's series, kept ready to expose (``exposition.py`` serves them).
 
 The exporter owns its exposition instead of going through prometheus_client's registry:
 at 10,000 endpoints there are ~410,000 samples, and the generic path (a Sample object and
-a label escape per sample per scrape) takes seconds. Here every (track, endpoint) keeps
-plain numbers in a ``Series`` that a probe updates in place; each family has one
-``%``-template (bytes) per series with the labels escaped once, at start; a probe
-re-renders the families it changed; and a scrape joins the ready lines. The output keeps HELP and TYPE for
-every family, ``_bucket``/``le`` with ``+Inf``, ``_sum`` and ``_count`` for the histogram and
-``_total`` for counters; ``promtool check metrics`` prints nothing for it (tested).
+a label escape per sample per scrape) takes seconds (``bench/bench_exposition.py`` prints
+both side by side). Here every (track, endpoint) keeps plain numbers in a ``Series`` that a
+probe updates in place; each family has one ``%``-template (bytes) per series with the labels
+escaped once, at start; a probe re-renders the families it changed; and a scrape streams the
+ready lines. The sample lines are the same in both formats (Prometheus text 0.0.4 and
+OpenMetrics 1.0.0): ``_bucket``/``le`` with ``+Inf``, ``_sum`` and ``_count`` for the
+histogram, ``_total`` for counters; only the family headers differ.
 
 Every label combination exists from the first scrape, with 0: outcomes, error reasons and
 PII kinds are fixed, bounded sets (see ``judge``).
@@ -150,43 +151,42 @@ class Series:
 
 
 def _templates(track: str, endpoint: str) -> tuple[bytes, ...]:
-    base = f'track="{escape_label(track)}",endpoint="{escape_label(endpoint)}"'
+    base = f'{c.TRACK}="{escape_label(track)}",{c.ENDPOINT}="{escape_label(endpoint)}"'
     hist = "".join(
-        f'canary_probe_duration_seconds_bucket{{{base},le="{_float(le)}"}} %d\n'
+        f'{c.PROBE_DURATION}_bucket{{{base},le="{_float(le)}"}} %d\n'
         for le in (*BUCKETS, math.inf)
     )
-    hist += (f"canary_probe_duration_seconds_sum{{{base}}} %r\n"
-             f"canary_probe_duration_seconds_count{{{base}}} %d\n")
+    hist += (f"{c.PROBE_DURATION}_sum{{{base}}} %r\n"
+             f"{c.PROBE_DURATION}_count{{{base}}} %d\n")
 
     def labelled(name: str, label: str, values: tuple[str, ...]) -> str:
         return "".join(f'{name}{{{base},{label}="{v}"}} %d\n' for v in values)
 
     return tuple(t.encode() for t in (
         hist,
-        labelled("canary_probes_total", "outcome", OUTCOMES),
-        labelled("canary_probe_errors_total", "reason", ERROR_REASONS),
-        f"canary_probe_null_streak{{{base}}} %d\n",
-        labelled("canary_probe_pii_exposures_total", "kind", PII_KINDS),
-        f"canary_probe_success{{{base}}} %d\n",
-        f"canary_probe_last_timestamp_seconds{{{base}}} %.3f\n",
-        f"canary_probe_status_code{{{base}}} %d\n",
-        labelled("canary_probe_skipped_total", "reason", SKIP_REASONS),
+        labelled(c.PROBES, c.OUTCOME, OUTCOMES),
+        labelled(c.PROBE_ERRORS, c.REASON, ERROR_REASONS),
+        f"{c.NULL_STREAK}{{{base}}} %d\n",
+        labelled(c.PII_EXPOSURES, c.KIND, PII_KINDS),
+        f"{c.PROBE_SUCCESS}{{{base}}} %d\n",
+        f"{c.LAST_PROBE}{{{base}}} %.3f\n",
+        f"{c.STATUS_CODE}{{{base}}} %d\n",
+        labelled(c.PROBES_SKIPPED, c.REASON, SKIP_REASONS),
     ))
 
 
 class Metrics:
-    """All series of the exporter, plus the info and self metrics; ``render()`` is /metrics."""
+    """All series of the exporter and its own numbers; ``exposition`` turns them into /metrics."""
 
     def __init__(self, version: str, plan_name: str):
         self.series: list[Series] = []
         self._by_key: dict[tuple[str, str], Series] = {}
-        self.info = (
-            "# HELP canary_guard_info canary-guard version and the plan it runs.\n"
-            "# TYPE canary_guard_info gauge\n"
-            f'canary_guard_info{{version="{escape_label(version)}",plan="{escape_label(plan_name)}"}} 1\n'
-        ).encode()
+        self.version = version
+        self.plan_name = plan_name
         self.inflight = 0  # probes running right now (set by the scheduler)
         self.started = time.time()
+        # (format, encoding) -> scrapes served
+        self.scrapes = {(f, e): 0 for f in c.EXPOSITION_FORMATS for e in c.EXPOSITION_ENCODINGS}
 
     def add(self, track: str, endpoint: str) -> Series:
         key = (track, endpoint)
@@ -199,40 +199,8 @@ class Metrics:
     def get(self, track: str, endpoint: str) -> Series:
         return self._by_key[(track, endpoint)]
 
-    def render(self) -> bytes:
-        """The whole exposition: a join of the lines every series keeps ready."""
-        series = self.series
-        parts = [self.info]
-        for f, (name, kind, help_text) in enumerate(FAMILIES):
-            parts.append(f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n".encode())
-            parts.extend([s.lines[f] for s in series])
-        parts.append((
-            "# HELP canary_guard_exporter_inflight_probes Probes in flight right now.\n"
-            "# TYPE canary_guard_exporter_inflight_probes gauge\n"
-            f"canary_guard_exporter_inflight_probes {self.inflight}\n"
-            "# HELP canary_guard_exporter_series Probed (track, endpoint) pairs.\n"
-            "# TYPE canary_guard_exporter_series gauge\n"
-            f"canary_guard_exporter_series {len(series)}\n"
-            "# HELP canary_guard_exporter_start_time_seconds Unix time the exporter started.\n"
-            "# TYPE canary_guard_exporter_start_time_seconds gauge\n"
-            f"canary_guard_exporter_start_time_seconds {self.started!r}\n"
-        ).encode())
-        parts.append(_process_metrics())
-        return b"".join(parts)
+    def render(self, fmt: str = "text") -> bytes:
+        """The whole exposition at once (tests, benchmarks); /metrics streams it instead."""
+        from .exposition import chunks
 
-
-_PROC = None
-
-
-def _process_metrics() -> bytes:
-    """process_* (CPU, RSS, fds) from prometheus_client's ProcessCollector: a dozen samples."""
-    global _PROC
-    try:
-        from prometheus_client import CollectorRegistry, generate_latest
-        from prometheus_client.process_collector import ProcessCollector
-    except ImportError:  # pragma: no cover
-        return b""
-    if _PROC is None:
-        _PROC = CollectorRegistry()
-        ProcessCollector(registry=_PROC)
-    return generate_latest(_PROC)
+        return b"".join(chunks(self, fmt))

@@ -1,28 +1,54 @@
 """HTTP side of the exporter: ``/metrics``, ``/healthz`` and ``/`` on aiohttp.web.
 
-It runs in the same event loop as the probes; rendering /metrics is synchronous and short
-(about 50-100 ms at 10,000 endpoints, far less when few series changed since the last scrape).
+It runs in the same event loop as the probes. ``/metrics`` negotiates the format and gzip
+(``exposition.py``) and streams the body in pieces, compressing each as it goes, with the
+probes running between pieces: a scrape of 10,000 endpoints costs the loop about a hundred
+milliseconds in slices of about one, and no copy of the whole body is ever held.
 """
 
 from __future__ import annotations
 
+import asyncio
 import html
 import time
+import zlib
 
 from aiohttp import web
 
+from .exposition import CONTENT_TYPES, GZIP, GZIP_LEVEL, IDENTITY, accepts_gzip, chunks, negotiate
 from .metrics import Metrics
-
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 def create_app(metrics: Metrics, scheduler, plan_name: str, version: str) -> web.Application:
     app = web.Application()
     started = time.time()
 
-    async def metrics_handler(request: web.Request) -> web.Response:
-        body = metrics.render()
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+    async def metrics_handler(request: web.Request) -> web.StreamResponse:
+        fmt = negotiate(request.headers.get("Accept"))
+        gzipped = accepts_gzip(request.headers.get("Accept-Encoding"))
+        metrics.scrapes[(fmt, GZIP if gzipped else IDENTITY)] += 1
+        headers = {"Content-Type": CONTENT_TYPES[fmt], "Vary": "Accept, Accept-Encoding"}
+        if gzipped:
+            headers["Content-Encoding"] = "gzip"
+        response = web.StreamResponse(headers=headers)
+        await response.prepare(request)
+        if request.method == "HEAD":
+            return response
+        compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 16 + zlib.MAX_WBITS) if gzipped else None
+        try:
+            for chunk in chunks(metrics, fmt):
+                data = compressor.compress(chunk) if compressor else chunk
+                if data:
+                    await response.write(data)  # waits while the client is behind
+                # let probes' callbacks run between pieces: a scrape never holds the loop for
+                # more than one piece (~1 ms), so it cannot inflate measured probe latencies
+                await asyncio.sleep(0)
+            if compressor:
+                await response.write(compressor.flush())
+            await response.write_eof()
+        except ConnectionResetError:
+            pass  # the scraper went away (timeout, restart): nothing to finish
+        return response
 
     async def healthz(request: web.Request) -> web.Response:
         return web.json_response({

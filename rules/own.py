@@ -48,14 +48,26 @@ def alert_rules(plan: Plan) -> list[AlertRule]:
     failing = "|".join(NEEDING_A_PERSON)
     fails = f'{contract.WEBHOOK_ACTIONS}{{outcome=~"{failing}"}}'
     return [
+        # Every replica down (or the only one): nothing acts on Alertmanager's notifications.
         AlertRule(
-            contract.ALERT_WEBHOOK_DOWN, f"{up} == 0", down_for(plan), {**base, "reason": "down"},
-            {"summary": "canary-guard webhook {{ $labels.instance }} is down",
-             "description": f'Prometheus cannot scrape the canary-guard webhook {{{{ $labels.instance }}}} '
-                            f'(job "{job}"): Alertmanager\'s notifications are not acted on, so no '
-                            "automatic rollback runs until it is back.",
+            contract.ALERT_WEBHOOK_DOWN, f"max({up}) == 0", down_for(plan), {**base, "reason": "down"},
+            {"summary": "canary-guard webhook is down: no replica answers",
+             "description": f'Prometheus cannot scrape any canary-guard webhook replica (job "{job}"): '
+                            "Alertmanager's notifications are not acted on, so no automatic rollback "
+                            "runs until one is back.",
              "runbook_url": runbook(plan, contract.ALERT_WEBHOOK_DOWN),
              "webhook_action": no_action}),
+        # One replica of several down: the others carry the work (they share the database), but
+        # the next failure stops rollbacks. Worth a look, not a 3 a.m. page.
+        AlertRule(
+            contract.ALERT_WEBHOOK_DOWN, f"{up} == 0 and on () (max({up}) == 1)", down_for(plan),
+            {"severity": "warning", "reason": "replica_down"},
+            {"summary": "canary-guard webhook replica {{ $labels.instance }} is down",
+             "description": f'Prometheus cannot scrape the webhook replica {{{{ $labels.instance }}}} '
+                            f'(job "{job}"). The other replicas still act on notifications, exactly '
+                            "once; one more failure and no automatic rollback runs.",
+             "runbook_url": runbook(plan, contract.ALERT_WEBHOOK_DOWN),
+             "webhook_action": "none needed: the other replicas act"}),
         AlertRule(
             contract.ALERT_WEBHOOK_DOWN, f"absent({up})", absent_for(plan), {**base, "reason": "absent"},
             {"summary": "canary-guard webhook is not scraped",
@@ -83,7 +95,7 @@ def alert_rules(plan: Plan) -> list[AlertRule]:
 def test_cases(plan: Plan, cases: Cases) -> list[UnitTest]:
     s = cases.s
     rules = alert_rules(plan)
-    down, absent, failing = rules
+    down, replica_down, absent, failing = rules
 
     def expect(rule: AlertRule, labels: dict[str, str], value: float) -> dict:
         all_labels = {**labels, **rule.labels}
@@ -103,7 +115,23 @@ def test_cases(plan: Plan, cases: Cases) -> list[UnitTest]:
         "canary-guard webhook down: paged after two failed scrapes, not after one", s, [up], [
             AlertCheck(pending, down.alert, []),
             AlertCheck(fires - e, down.alert, []),
-            AlertCheck(fires, down.alert, [expect(down, inst, 0)]),
+            AlertCheck(fires, down.alert, [expect(down, {}, 0)]),
+        ])
+    # two replicas: the first goes down (a warning about it alone), then the second (the page)
+    other = {"job": contract.WEBHOOK_JOB, "instance": "webhook-b:9112"}
+    second_down = cases.eval_at(fires + 2 * s)
+    both_fire = cases.eval_at(second_down + down.for_)
+    n = cases.steps(both_fire) + 2
+    first = Series(selector("up", **inst), encode([1, 1] + [0] * n))
+    second = Series(selector("up", **other),
+                    encode([1] * cases.steps(second_down) + [0] * (n + 2)))
+    replicas = UnitTest(
+        "canary-guard webhook with two replicas: one down warns about it; both down pages", s,
+        [first, second], [
+            AlertCheck(fires - e, replica_down.alert, []),
+            AlertCheck(fires, replica_down.alert, [expect(replica_down, inst, 0)]),
+            AlertCheck(both_fire - e, replica_down.alert, []),  # the page waits its two scrapes
+            AlertCheck(both_fire, replica_down.alert, [expect(down, {}, 0)]),
         ])
     fires_absent = cases.eval_at(absent.for_)
     other_job = Series(selector("up", job="some-other-job", instance="x:1"),
@@ -131,4 +159,4 @@ def test_cases(plan: Plan, cases: Cases) -> list[UnitTest]:
             AlertCheck(cases.eval_at(bump * s) - e, failing.alert, []),
             AlertCheck(cases.eval_at(bump * s + e), failing.alert, [expect(failing, fired, 1)]),
         ])
-    return [webhook_down, never_scraped, actions_failing]
+    return [webhook_down, replicas, never_scraped, actions_failing]

@@ -14,6 +14,7 @@ Routes:
   POST /elite/config/enable   {"features": []}  undo (an empty list or "all": every feature)
   POST/GET/DELETE /-/faults, DELETE /-/faults/{id}   fault injection          (open)
   GET  /-/stats                                 the same counts as /elite/metrics (open)
+  GET  /metrics                                 the service's request metrics, Prometheus text (open)
 
 When an API key is set, every route except /healthz and /-/* needs the plan's auth header
 (``Authorization: Bearer <key>``); the key is compared in constant time and never logged.
@@ -38,6 +39,7 @@ from canary_guard.plan import Endpoint, Plan
 
 from .faults import MODES, Fault, FaultError, FaultTable
 from .latency import ServiceTime
+from .metrics import ServiceMetrics
 from .responses import Bodies, add_pii, error_body, feature_title, null_field, timestamp
 
 log = logging.getLogger("sandbox")
@@ -92,6 +94,16 @@ class Sandbox:
         self.faults = FaultTable({e.name: list(e.required_fields) for e in plan.endpoints}, seed)
         self.bodies = Bodies(random.Random(None if seed is None else seed + 1))
         self.stats: dict[str, EndpointStats] = {e.name: EndpointStats() for e in plan.endpoints}
+        # (method, path) -> the endpoint label of the service's own metrics: the plan's endpoint
+        # names (as the service calls them, when the traffic section maps them) and its routes
+        traffic = plan.traffic
+        self.metric_routes: dict[tuple[str, str], str] = {
+            ("GET", "/elite/system-status"): "system_status", ("GET", "/elite/metrics"): "elite_metrics"}
+        for e in reversed(plan.endpoints):  # the first endpoint of a shared route answers it
+            label = traffic.service_endpoint(e.name) if traffic else e.name
+            self.metric_routes[(e.method, e.path.split("?", 1)[0])] = label
+        self.service_metrics = ServiceMetrics(list(dict.fromkeys(self.metric_routes.values())),
+                                              VERSION)
         self.stopping = asyncio.Event()
         auth = plan.auth
         self.auth_header = auth.header
@@ -125,6 +137,7 @@ SANDBOX: web.AppKey[Sandbox] = web.AppKey("sandbox", Sandbox)
 ENDPOINT: web.RequestKey[str] = web.RequestKey("endpoint", str)
 FAULT: web.RequestKey[str] = web.RequestKey("fault", str)
 OUTCOME: web.RequestKey[str] = web.RequestKey("outcome", str)
+FEATURE_OFF: web.RequestKey[bool] = web.RequestKey("feature_off", bool)  # a 503 "not enabled"
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -153,7 +166,7 @@ async def read_json(request: web.Request, *, required: bool) -> tuple[Any, web.R
 # -- middleware: auth, JSON errors, access log ---------------------------------------------
 
 def _open_route(path: str) -> bool:
-    return path == "/healthz" or path.startswith("/-/")
+    return path in ("/healthz", "/metrics") or path.startswith("/-/")
 
 
 @web.middleware
@@ -161,6 +174,9 @@ async def middleware(request: web.Request, handler) -> web.StreamResponse:
     sandbox = request.app[SANDBOX]
     started = time.perf_counter()
     status: int | str = "-"
+    counted = sandbox.metric_routes.get((request.method, request.path))
+    if counted:
+        sandbox.service_metrics.started(counted)
     try:
         if not _open_route(request.path) and not sandbox.authorized(request):
             resp = error_response(
@@ -180,6 +196,10 @@ async def middleware(request: web.Request, handler) -> web.StreamResponse:
         status = request.get(OUTCOME, "cancelled")
         raise
     finally:
+        if counted:  # every request, the probes' too, as the real service counts them
+            sandbox.service_metrics.finished(counted, 500 if status == "-" else status,
+                                             time.perf_counter() - started,
+                                             request.get(FEATURE_OFF, False))
         if sandbox.access_log:  # never bodies or headers: the API key must not reach a log
             log.info(
                 "request",
@@ -239,6 +259,7 @@ def endpoint_handler(ep: Endpoint):
 async def _serve(sandbox: Sandbox, ep: Endpoint, request: web.Request, expects_object: bool,
                  needed: list[str], takes_body: bool) -> web.StreamResponse:
     if ep.feature and not sandbox.features.get(ep.feature, True):
+        request[FEATURE_OFF] = True
         return error_response(503, f"{feature_title(ep.feature)} not enabled")
     body = None
     if takes_body:
@@ -468,6 +489,11 @@ async def stats(request: web.Request) -> web.Response:
     return json_response(request.app[SANDBOX].metrics())
 
 
+async def prometheus_metrics(request: web.Request) -> web.Response:
+    body, content_type = request.app[SANDBOX].service_metrics.exposition()
+    return web.Response(body=body, headers={"Content-Type": content_type})
+
+
 # -- the application ------------------------------------------------------------------------------
 
 def create_app(plan: Plan, api_key: str | None = None, seed: int | None = None, *,
@@ -515,6 +541,7 @@ def create_app(plan: Plan, api_key: str | None = None, seed: int | None = None, 
         ("DELETE", "/-/faults", clear_faults),
         ("DELETE", "/-/faults/{fault_id}", delete_fault),
         ("GET", "/-/stats", stats),
+        ("GET", "/metrics", prometheus_metrics),
     ]
     for method, path, handler in builtins:
         if (method, path) in taken:

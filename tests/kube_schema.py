@@ -89,7 +89,8 @@ _ENDPOINT = {
     "relabelings": [_RELABEL], "metricRelabelings": [_RELABEL], "bearerTokenSecret": _SECRET_KEY,
     "authorization": {"type": str, "credentials": _SECRET_KEY},
 }
-_LABEL_SELECTOR = {"matchLabels": {str: str}, "matchExpressions": [dict]}
+_LABEL_SELECTOR = {"matchLabels": {str: str},
+                   "matchExpressions": [{"key": str, "operator": str, "values": [str]}]}
 _METADATA = {"name": str, "namespace": str, "labels": {str: str}, "annotations": {str: str}}
 _RULE = {"record": str, "alert": str, "expr": (str, int), "for": str, "keep_firing_for": str,
          "labels": {str: str}, "annotations": {str: str}}
@@ -100,6 +101,12 @@ CRD_SCHEMAS = {
                  "endpoints": [_ENDPOINT], "jobLabel": str, "targetLabels": [str],
                  "podTargetLabels": [str], "sampleLimit": int},
     },
+    ("monitoring.coreos.com/v1", "PodMonitor"): {
+        "apiVersion": str, "kind": str, "metadata": _METADATA,
+        "spec": {"selector": _LABEL_SELECTOR, "namespaceSelector": {"any": bool, "matchNames": [str]},
+                 "podMetricsEndpoints": [_ENDPOINT], "jobLabel": str, "podTargetLabels": [str],
+                 "sampleLimit": int},
+    },
     ("monitoring.coreos.com/v1", "PrometheusRule"): {
         "apiVersion": str, "kind": str, "metadata": _METADATA,
         "spec": {"groups": [{"name": str, "interval": str, "limit": int, "partial_response_strategy": str,
@@ -107,6 +114,7 @@ CRD_SCHEMAS = {
     },
 }
 _REQUIRED = {"ServiceMonitor": [("spec", "selector"), ("spec", "endpoints")],
+             "PodMonitor": [("spec", "selector"), ("spec", "podMetricsEndpoints")],
              "PrometheusRule": [("spec", "groups")]}
 
 

@@ -60,6 +60,26 @@ def test_render_follows_another_plan(tmp_path):
     assert 'up{job="my-canary"}' in (out / "prometheus" / "canary-guard.rules.yml").read_text()
 
 
+def test_plain_prometheus_scrapes_the_service_per_track(tmp_path):
+    """Outside Kubernetes the service's own /metrics are one static target per track, labelled
+    with the track (the PodMonitor copies it from a pod label instead)."""
+    plan = load_plan()
+    prom = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    job = next(j for j in prom["scrape_configs"] if j["job_name"] == plan.traffic.job)
+    assert job["honor_labels"] is True
+    assert job["static_configs"] == [{"targets": ["localhost:8000"], "labels": {"track": "canary"}},
+                                     {"targets": ["localhost:8001"], "labels": {"track": "stable"}}]
+    data = yaml.safe_load(plan.to_yaml())
+    del data["traffic"]
+    path = tmp_path / "plan.yaml"
+    path.write_text(yaml.safe_dump(data))
+    out = tmp_path / "deploy"
+    assert subprocess.run([*RENDER, "--plan", str(path), "--out", str(out)]).returncode == 0
+    prom = yaml.safe_load((out / "prometheus" / "prometheus.yml").read_text())
+    assert [j["job_name"] for j in prom["scrape_configs"]] == [plan.prometheus.job, "canary-guard-webhook"]
+    assert "no traffic section" in (out / "kubernetes" / "base" / "traffic-podmonitor.yaml").read_text()
+
+
 def test_prometheus_config_passes_promtool(tmp_path):
     promtool = need_binary("promtool")
     result = subprocess.run([promtool, "check", "config", str(DEPLOY / "prometheus" / "prometheus.yml")],

@@ -42,7 +42,7 @@ def overlay(tmp_path_factory) -> list[dict]:
     tree = tmp_path_factory.mktemp("k8s") / "kubernetes"
     shutil.copytree(K8S, tree, ignore=shutil.ignore_patterns("*.env"))
     example = tree / "overlays" / "example"
-    for sample in example.glob("*.env.example"):
+    for sample in example.glob("*.example"):
         shutil.copyfile(sample, example / sample.name.removesuffix(".example"))
     return kustomize(example)
 
@@ -69,7 +69,7 @@ def test_every_object_validates_against_the_api_schema(which, request):
     objs = request.getfixturevalue(which)
     kinds = {o["kind"] for o in objs}
     assert {"Namespace", "Deployment", "Service", "ServiceAccount", "Role", "RoleBinding", "ConfigMap",
-            "PodDisruptionBudget", "ServiceMonitor", "PrometheusRule"} <= kinds
+            "PodDisruptionBudget", "ServiceMonitor", "PodMonitor", "PrometheusRule"} <= kinds
     if which == "overlay":
         assert {"Secret", "StatefulSet"} <= kinds
     problems = [p for o in objs for p in validate(o)]
@@ -394,3 +394,54 @@ def test_the_role_is_restricted_to_the_plans_deployment(base, tmp_path):
     result, cluster = _undo(role["rules"], tmp_path, deployment="some-other-app")
     assert result.returncode != 0
     assert ("get", "deployments", "some-other-app") in cluster.denied
+
+
+def test_traffic_podmonitor_copies_the_track_from_a_pod_label(base):
+    """The service's own request metrics: its pods in the plan's namespace, the track pod label
+    copied into the series' track label (the canary and stable pods differ by nothing else),
+    the service's own `endpoint` label kept, the plan's job name."""
+    plan = load_plan()
+    t = plan.traffic
+    pm = one(base, "PodMonitor", f"{plan.service}-traffic")
+    assert pm["metadata"]["namespace"] == "canary-guard"
+    assert pm["spec"]["namespaceSelector"]["matchNames"] == [plan.actions["rollback"].namespace]
+    assert pm["spec"]["selector"]["matchExpressions"] == [{"key": t.pod_label, "operator": "Exists"}]
+    ep = pm["spec"]["podMetricsEndpoints"][0]
+    assert ep["path"] == "/metrics" and ep["honorLabels"] is True and ep["targetPort"] == 8000
+    meta = "__meta_kubernetes_pod_label_track"
+    assert ep["relabelings"] == [
+        {"action": "keep", "sourceLabels": [meta], "regex": "canary|stable"},
+        {"action": "replace", "sourceLabels": [meta], "targetLabel": t.track_label},
+        {"action": "replace", "targetLabel": "job", "replacement": t.job},
+    ]
+
+
+def test_webhook_people_side_is_wired_in_the_overlay(overlay, tmp_path):
+    """Operators can sign in (users file and shared session key from a Secret), and a failed
+    action escalates to every member of the Alertmanager cluster the overlay deploys."""
+    import base64
+
+    from canary_guard.webhook.auth import Users
+
+    spec = pod_spec(overlay, "canary-guard-webhook")
+    container = spec["containers"][0]
+    args = build_parser().parse_args(container["args"])
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    secret = one(overlay, "Secret", "canary-guard-webhook-people")
+    assert volumes["people"]["secret"]["secretName"] == secret["metadata"]["name"]
+    for path in (args.users, args.session_key_file):
+        directory, _, key = path.rpartition("/")
+        assert directory == mounts["people"] and key in secret["data"], path
+    # the example users file is a valid (empty) users file
+    users = tmp_path / "users"
+    users.write_bytes(base64.b64decode(secret["data"]["users"]))
+    assert Users(str(users)).configured
+    sts = one(overlay, "StatefulSet", "alertmanager")
+    service, ns = sts["spec"]["serviceName"], sts["metadata"]["namespace"]
+    port = next(p["containerPort"] for p in sts["spec"]["template"]["spec"]["containers"][0]["ports"]
+                if p["name"] == "web")
+    assert sorted(args.alertmanager) == [
+        f"http://{sts['metadata']['name']}-{i}.{service}.{ns}.svc:{port}"
+        for i in range(sts["spec"]["replicas"])]
+    assert args.external_url.startswith("https://")

@@ -24,6 +24,7 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 #   KUBECTL_FAIL=N       exits 1 on its first N calls (counted in the record file)
 #   KUBECTL_FAIL_STDERR  text written to stderr when failing
 #   KUBECTL_HANG=S       sleeps up to S seconds (returns early once its parent has died)
+#   KUBECTL_HANG_FILE=F  the same, for as many seconds as the file F says, while F exists
 KUBECTL = """#!{python}
 import json, os, sys, time
 record = os.environ["KUBECTL_RECORD"]
@@ -31,6 +32,9 @@ with open(record, "a") as f:
     f.write(json.dumps(sys.argv[1:]) + "\\n")
 calls = sum(1 for _ in open(record))
 hang = float(os.environ.get("KUBECTL_HANG", "0") or 0)
+hang_file = os.environ.get("KUBECTL_HANG_FILE")
+if hang_file and os.path.exists(hang_file):
+    hang = float(open(hang_file).read() or 0)
 if hang:
     parent, deadline = os.getppid(), time.monotonic() + hang
     while time.monotonic() < deadline and os.getppid() == parent:

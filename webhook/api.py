@@ -126,6 +126,7 @@ def healthz() -> Response:
         "alertmanagers": {"configured": len(s.escalator.urls), "errors": s.escalator.last_error},
         "dry_run": s.config.dry_run,
         "auth": "token" if s.auth.enabled else "disabled (--insecure-no-auth)",
+        "replica": s.store.owner,  # this process's id: the owner of the runs it has claimed
         "queue_depth": counts.get("runs_" + QUEUED, 0),
         "needs_review": counts.get("runs_" + NEEDS_REVIEW, 0),
         "notifications": counts["notifications"],

@@ -103,7 +103,7 @@ class Worker:
             try:
                 if self.run_once(max_priority=max_priority):
                     continue
-                due = self.store.next_due()
+                due = self.store.next_due(max_priority)  # only what this thread may take
                 wait = 1.0 if due is None else min(1.0, max(0.005, due - time.time()))
             except Exception:  # a broken database must not kill the worker silently
                 log.exception("worker loop error")

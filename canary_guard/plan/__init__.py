@@ -13,6 +13,7 @@ One module per part of the plan, named after what it holds:
 - ``rollout``: how ``canary-guard rollout`` walks the phases (weight actions are in ``actions``);
 - ``model``: :class:`Plan` itself, the checks that span sections and derived values;
 - ``notify``: who is told (Slack, e-mail, PagerDuty, webhooks), rendered into Alertmanager;
+- ``traffic``: the service's own request metrics, judged by traffic triggers;
 - ``load``: YAML in, validated model out.
 
 A new section (``notify``, ``traffic``, ``rollout``...) gets a module of its own, a field on
@@ -57,6 +58,7 @@ from .sections import (
     Target,
     Webhook,
 )
+from .traffic import TRAFFIC_KINDS, Traffic, min_requests
 from .triggers import TRIGGER_KINDS, Trigger, TriggerKind
 
 __all__ = [
@@ -67,5 +69,5 @@ __all__ = [
     "Probe", "Prometheus", "RateLimits", "Retry", "Seconds", "Sequence", "Target", "Trigger",
     "TriggerKind", "Webhook", "default_plan_path", "load_plan", "parse_plan",
     "WEIGHT_KINDS", "WEIGHT_PLACEHOLDER", "DeploymentRatio", "HttpRouteWeight", "IngressNginxWeight",
-    "Rollout", "RolloutWebhook", "WeightAction",
+    "Rollout", "RolloutWebhook", "WeightAction", "TRAFFIC_KINDS", "Traffic", "min_requests",
 ]

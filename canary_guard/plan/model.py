@@ -12,6 +12,7 @@ from canary_guard.durations import format_duration, human_seconds
 
 from . import notify as notify_section
 from . import rollout as rollout_section
+from . import traffic as traffic_section
 from .actions import Action, DisableFeature, Sequence
 from .base import Model, Name, Url
 from .notify import Notify
@@ -30,6 +31,7 @@ from .sections import (
     Target,
     Webhook,
 )
+from .traffic import Traffic
 from .triggers import Trigger
 
 
@@ -55,6 +57,7 @@ class Plan(Model):
     analysis: Analysis = Field(default_factory=Analysis)
     notify: Notify = Field(default_factory=Notify)
     rollout: Rollout | None = None
+    traffic: Traffic | None = None  # the service's own request metrics (traffic triggers)
 
     # -- cross-field checks: each raises with the path of the offending field ------------
 
@@ -85,7 +88,7 @@ class Plan(Model):
                 elif trig.baseline in self.trigger_tracks(trig):
                     problems.append(f"triggers[{i}].baseline: {trig.baseline!r} is a track this "
                                     "trigger watches; the baseline must be another track")
-            if trig.source == "traffic" and getattr(self, "traffic", None) is None:
+            if trig.source == "traffic" and self.traffic is None:
                 problems.append(f"triggers[{i}].source: 'traffic' needs the plan's traffic section "
                                 "(the service's request metrics)")
             if trig.window is not None and trig.window < scrape:
@@ -97,7 +100,7 @@ class Plan(Model):
                 "error_rate",
                 "availability",
                 "latency_avg",
-            ):
+            ) and trig.source == "probe":
                 problems.append(
                     f"triggers[{i}].window: {format_duration(trig.window)} holds fewer than "
                     f"two probes at probe.interval {format_duration(self.probe.interval)}"
@@ -122,6 +125,7 @@ class Plan(Model):
                         )
         problems += notify_section.problems(self)
         problems += rollout_section.problems(self)
+        problems += traffic_section.problems(self)
         if self.triggers and not self.guarded_tracks():
             problems.append("targets: no target is guarded: rollback triggers would watch nothing")
         if problems:
@@ -195,6 +199,9 @@ class Plan(Model):
         """
         if trigger.window is not None:
             return trigger.window
+        if trigger.source == "traffic" and self.traffic is not None:
+            # requests arrive continuously: the window needs only scrapes for rate()
+            return float(max(self.traffic.window, math.ceil(4 * self.prometheus.scrape_interval)))
         floor = max(4 * self.prometheus.scrape_interval, 2 * self.probe.interval)
         if trigger.kind in ("error_rate", "availability"):
             series = len(self.endpoints) if trigger.kind == "availability" else 1
@@ -321,6 +328,8 @@ class Plan(Model):
                 ),
                 "slos": self.slos.model_copy(update={"window": d.gate_window}),
                 "webhook": self.webhook.model_copy(update={"cooldown": d.cooldown}),
+                "traffic": self.traffic and self.traffic.model_copy(
+                    update={"window": d.traffic_window}),
                 "phases": [
                     ph.model_copy(
                         update={"criteria": ph.criteria.model_copy(update={"window": d.gate_window})}
@@ -345,7 +354,7 @@ def _trigger_reach(plan: Plan, i: int, trig: Trigger) -> list[str]:
             f"prometheus.scrape_interval {fd(scrape)}: rate() needs two samples, so this trigger "
             f"never fires; use at least {fd(2 * scrape)}"
         )
-    if trig.kind in ("error_rate", "availability"):
+    if trig.kind in ("error_rate", "availability") and trig.source == "probe":
         series = len(plan.endpoints) if trig.kind == "availability" else 1
         capacity = window / probe.interval * series
         need = plan.min_probes(trig)

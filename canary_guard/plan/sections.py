@@ -175,6 +175,7 @@ class Demo(Model):
     group_wait: Seconds = 1.0
     group_interval: PositiveSeconds = 1.0
     gate_window: PositiveSeconds = 60.0
+    traffic_window: PositiveSeconds = 10.0  # replaces traffic.window: the demo's users are many
     cooldown: Seconds = 5.0  # the demo runs one incident after another
 
 

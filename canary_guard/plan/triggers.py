@@ -9,6 +9,7 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 from canary_guard.durations import parse_duration
 
 from .base import ALERT_RE, Model, Name, PositiveSeconds, Seconds
+from .promql import check_alert_expr
 
 TriggerKind = Literal[
     "error_rate",
@@ -36,6 +37,9 @@ class Trigger(Model):
     window: PositiveSeconds | None = None
     for_: Seconds = Field(default=0.0, alias="for")
     min_probes: int | None = Field(default=None, ge=1)  # None: derived from threshold and rate
+    # source traffic: requests the window must hold before a ratio may fire; None: derived
+    # like min_probes (ceil(1 / margin))
+    min_requests: int | None = Field(default=None, ge=1)
     expr: str | None = None  # custom triggers: raw PromQL
     tracks: list[Name] | None = None  # None: the plan's guarded tracks
     # The track this trigger compares with: it rolls back only when the guarded track breaches
@@ -57,6 +61,11 @@ class Trigger(Model):
         if isinstance(v, str):
             return parse_duration(v)
         return v
+
+    @field_validator("expr")
+    @classmethod
+    def _expr(cls, v: str | None) -> str | None:
+        return None if v is None else check_alert_expr(v)
 
     @model_validator(mode="after")
     def _by_kind(self) -> Trigger:

@@ -144,8 +144,9 @@ class Store(Protocol):
 
     def run(self, run_id: int) -> Run | None: ...
 
-    def next_due(self) -> float | None:
-        """When the next run is due or the next lease expires (unix seconds), or None."""
+    def next_due(self, max_priority: int | None = None) -> float | None:
+        """When the next run (at most ``max_priority``) is due or the next lease expires (unix
+        seconds), or None."""
 
     def start_attempt(self, run_id: int, step: int, step_action: str, kind: str, attempt: int,
                       command: Any, now: float | None = None) -> int: ...

@@ -282,11 +282,13 @@ class SQLStore(ReviewStore):
                    annotations=json.loads(row[12] or "{}"), fingerprint=row[13] or "",
                    starts_at=row[14] or "", priority=row[15])
 
-    def next_due(self) -> float | None:
+    def next_due(self, max_priority: int | None = None) -> float | None:
+        prio = PAGE if max_priority is None else max_priority
         r = self._read()
-        due = r.execute("SELECT MIN(next_at) FROM runs WHERE status = 'queued'").fetchone()[0]
-        lease = r.execute("SELECT MIN(lease_until) FROM runs WHERE status = 'running' AND owner <> ?",
-                          (self.owner,)).fetchone()[0]
+        due = r.execute("SELECT MIN(next_at) FROM runs WHERE status = 'queued' AND priority <= ?",
+                        (prio,)).fetchone()[0]
+        lease = r.execute("SELECT MIN(lease_until) FROM runs WHERE status = 'running' AND owner <> ? "
+                          "AND priority <= ?", (self.owner, prio)).fetchone()[0]
         times = [t for t in (due, lease) if t is not None]
         return min(times) if times else None
 
@@ -413,7 +415,7 @@ class SQLStore(ReviewStore):
             "SELECT r.id, r.action, r.status, r.reason, r.dry_run, r.parent_run_id, r.created_at, "
             "r.updated_at, r.finished_at, r.next_at, r.outcomes, i.id, i.fingerprint, i.starts_at, "
             "i.alertname, i.track, i.endpoint, i.severity, i.status, i.deliveries, r.cause, r.priority, "
-            "r.takeovers, i.firings FROM runs r LEFT JOIN incidents i ON i.id = r.incident_id"
+            "r.takeovers, i.firings, r.owner FROM runs r LEFT JOIN incidents i ON i.id = r.incident_id"
             + (" WHERE " + " AND ".join(where) if where else "")
             + " ORDER BY r.id DESC LIMIT ?"
         )
@@ -426,7 +428,7 @@ class SQLStore(ReviewStore):
                 "priority": row[21], "dry_run": bool(row[4]), "escalated_from": row[5],
                 "created_at": row[6], "updated_at": row[7], "finished_at": row[8],
                 "next_attempt_at": row[9] if row[2] == QUEUED else None,
-                "taken_over": row[22], "steps": json.loads(row[10]),
+                "taken_over": row[22], "replica": row[24] or None, "steps": json.loads(row[10]),
                 "incident": None if row[11] is None else {
                     "id": row[11], "fingerprint": row[12], "starts_at": row[13], "alertname": row[14],
                     "track": row[15], "endpoint": row[16], "severity": row[17], "status": row[18],
