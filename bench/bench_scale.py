@@ -106,6 +106,21 @@ def proc_sample(pid: int) -> tuple[float, int] | None:
     return (int(fields[11]) + int(fields[12])) / TICK, rss
 
 
+def run_queue_wait(pid: int) -> float:
+    """Seconds the process's threads have waited for a CPU while runnable (schedstat), summed."""
+    total = 0
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                    total += int(f.read().split()[1])
+            except (OSError, IndexError, ValueError):
+                pass  # a thread that just ended
+    except OSError:
+        return 0.0
+    return total / 1e9
+
+
 def started_at(pid: int) -> float:
     """When a process started, epoch seconds (its start time since boot, from /proc)."""
     with open(f"/proc/{pid}/stat") as f:
@@ -147,6 +162,7 @@ class Window:
 
     seconds: float = 0.0
     cpu: dict[str, float] = field(default_factory=dict)      # component -> cores
+    waited: dict[str, float] = field(default_factory=dict)   # component -> threads waiting for a CPU
     rss: dict[str, int] = field(default_factory=dict)        # component -> peak bytes
     machine: float = 0.0                                     # all CPUs busy, in cores
     groups: dict[str, list[float]] = field(default_factory=dict)   # group -> eval seconds samples
@@ -171,6 +187,7 @@ class Sampler:
     def start(self) -> Sampler:
         self._t0 = time.monotonic()
         self._cpu0 = {n: s[0] for n, p in self.pids.items() if (s := proc_sample(p))}
+        self._wait0 = {n: run_queue_wait(p) for n, p in self.pids.items()}
         self._busy0 = machine_busy()
         self._prom0 = self._prom_counters()
         self.w.load = (os.getloadavg()[0], 0.0)
@@ -222,6 +239,7 @@ class Sampler:
             s = proc_sample(pid)
             if s and name in self._cpu0:
                 w.cpu[name] = (s[0] - self._cpu0[name]) / w.seconds
+                w.waited[name] = (run_queue_wait(pid) - self._wait0[name]) / w.seconds
                 w.rss[name] = max(w.rss.get(name, 0), s[1])
         busy, total = machine_busy()
         ncpu = os.cpu_count() or 1
@@ -515,9 +533,10 @@ def report_config(cfg: Config, ref: dict[str, dict], plan: Plan) -> None:
               f"   {one}/{len(fs)}" + (f"  ({missing} without a run)" if missing else ""))
     lines = describe_strays(plan, cfg.strays)
     print("   other runs: " + ("; ".join(lines) if lines else "none"))
-    print(f"   {'component':<16}{'CPU cores':>10}{'peak RSS':>10}")
+    print(f"   {'component':<16}{'CPU cores':>10}{'waiting':>9}{'peak RSS':>10}   "
+          "(waiting: its threads runnable but without a CPU, on average)")
     for name in sorted(w.cpu, key=lambda n: -w.cpu[n]):
-        print(f"   {name:<16}{w.cpu[name]:>10.2f}{mib(w.rss.get(name, 0)):>10}")
+        print(f"   {name:<16}{w.cpu[name]:>10.2f}{w.waited.get(name, 0):>9.2f}{mib(w.rss.get(name, 0)):>10}")
     print(f"   {'rule group':<16}{'interval':>9}{'eval p50':>10}{'eval max':>10}{'missed':>8}{'of':>6}")
     for g, vals in w.groups.items():
         print(f"   {g:<16}{w.interval.get(g, 0):>8g}s{statistics.median(vals):>9.3f}s{max(vals):>9.3f}s"
@@ -650,7 +669,7 @@ def main(argv: list[str] | None = None) -> int:
                 "faults": [{k: getattr(x, k) for k in ("kind", "endpoint", "t0", "firing", "recorded",
                                                        "started", "finished", "outcome", "runs")}
                            for x in c.faults],
-                "strays": c.strays, "cpu": c.window.cpu, "rss": c.window.rss,
+                "strays": c.strays, "cpu": c.window.cpu, "waited": c.window.waited, "rss": c.window.rss,
                 "groups": c.window.groups, "rules": c.window.rules, "missed": c.window.missed,
                 "scrapes": c.scrapes} for c in configs]}, fh, indent=1, default=list)
     return 0 if ok else 1

@@ -8,6 +8,8 @@ recorded and which alerts it raises, the phase gates (``gates.py``) add theirs, 
 
 from __future__ import annotations
 
+import re
+
 from canary_guard.plan import Plan, Trigger
 
 from . import gates, kinds, own, recording
@@ -26,37 +28,53 @@ def alert_rules(plan: Plan, trigger: Trigger) -> list[AlertRule]:
     return ctx.unit.alert_rules(ctx)
 
 
-def trigger_windows(plan: Plan) -> list[float]:
-    """The ranges the alerts read: what each trigger's unit asks for."""
-    return sorted({win for ctx in kinds.contexts(plan) for win in ctx.unit.windows(ctx)})
+# how much less often the slow recording group runs than the others
+SLOW_EVERY = 4
+_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+
+
+def alert_inputs(rules: list[RecordingRule], readers: list[AlertRule | RecordingRule]) -> set[str]:
+    """The recording rules ``readers`` read, directly or through other recording rules."""
+    exprs = {r.record: r.expr for r in rules}
+    todo = [name for a in readers for name in _NAME.findall(a.expr) if name in exprs]
+    seen: set[str] = set()
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo += [n for n in _NAME.findall(exprs[name]) if n in exprs]
+    return seen
 
 
 def build_groups(plan: Plan) -> list[RuleGroup]:
     """Recording rules, phase gates and alerts, in the order Prometheus should evaluate them.
 
     Prometheus runs the rules of a group one after the other and different groups side by side,
-    so the recording rules are split by who waits for them: ``-recording`` holds what the alerts
-    read (the family for the triggers' windows, and the units' own rules), ``-recording-slow``
-    the rest (the family for windows only the phase gates and dashboards read, and every latency
-    quantile). The slow part costs several times the other at 1,000 endpoints (long windows hold
-    many samples; a quantile takes the rate of every histogram bucket: bench/bench_scale.py)
-    and, in its own group, never holds up a rollback alert.
+    so the recording rules are split by who waits for them: ``-recording`` holds exactly what
+    the alerts read, the units' own rules, and what those read; ``-recording-slow`` the rest
+    of the family (windows and levels only phase gates and dashboards read, and every latency
+    quantile), evaluated ``SLOW_EVERY`` times less often. At 1,000 endpoints the slow part costs several
+    times the other (long windows hold many samples; a quantile takes the rate of every
+    histogram bucket: bench/bench_scale.py); apart, it never holds up a rollback alert, and run
+    less often it leaves Prometheus the CPU for the alerts.
     """
     interval = plan.prometheus.evaluation_interval
     prefix = f"canary-guard-{plan.name}"
     contexts = kinds.contexts(plan)
-    fast = trigger_windows(plan)
-    recorded: list[RecordingRule] = [r for win in fast for r in recording.window_rules(win)]
+    recorded: list[RecordingRule] = [r for win in windows(plan) for r in recording.window_rules(win)]
     # a unit's own rules follow the family; triggers of one kind may ask for the same rule
-    for rule in (r for ctx in contexts for r in ctx.unit.recording_rules(ctx)):
+    units_own = [r for ctx in contexts for r in ctx.unit.recording_rules(ctx)]
+    for rule in units_own:
         if rule not in recorded:
             recorded.append(rule)
-    slow = [r for win in windows(plan) if win not in fast for r in recording.window_rules(win)]
-    slow += [r for win in windows(plan) for r in recording.quantile_rules(win)]
     alerts = [a for ctx in contexts for a in ctx.unit.alert_rules(ctx)]
+    # a unit records its own rules for its alerts: they stay on the alerts' path, read or not
+    fast = alert_inputs(recorded, [*alerts, *units_own]) | {r.record for r in units_own}
+    slow = [r for r in recorded if r.record not in fast]
+    slow += [r for win in windows(plan) for r in recording.quantile_rules(win)]
     groups = [
-        RuleGroup(f"{prefix}-recording", interval, recorded),
-        RuleGroup(f"{prefix}-recording-slow", interval, slow),
+        RuleGroup(f"{prefix}-recording", interval, [r for r in recorded if r.record in fast]),
+        RuleGroup(f"{prefix}-recording-slow", SLOW_EVERY * interval, slow),
         RuleGroup(f"{prefix}-gates", interval, gates.gate_rules(plan)),
     ]
     if alerts:
