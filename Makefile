@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup debs demo test lint bench render clean
+.PHONY: setup debs demo test lint typecheck bench render clean
 
 setup: debs $(STAMP)
 
@@ -24,10 +24,14 @@ demo: setup
 
 test: setup
 	$(BIN)/ruff check .
-	$(BIN)/pytest -q $(ARGS)
+	$(BIN)/python scripts/typecheck.py
+	$(BIN)/python scripts/run-tests $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+
+typecheck: $(STAMP)
+	$(BIN)/python scripts/typecheck.py
 
 bench: setup
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
@@ -36,4 +40,4 @@ render: $(STAMP)
 	$(BIN)/python deploy/render.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .mypy_cache

@@ -13,6 +13,11 @@ Beside the measurements it prints the floor that the settings allow:
 and the ratio to it. Goals (demo settings): null streak and PII <= 10 s, error rate <= 20 s,
 within 2x of the floor.
 
+For a traffic trigger (``traffic_error_rate``: 5% of the canary's requests to one endpoint
+fail, among the demo's simulated users) the floor is the time the failures take to push the
+window's ratio over the threshold (threshold / failure share x window) + scrape + evaluation +
+group_wait + action time; goal: <= 20 s.
+
   .venv/bin/python bench/bench_time_to_rollback.py [--runs 5] [--triggers null_streak,pii_exposure,error_rate]
 """
 
@@ -33,14 +38,24 @@ from canary_guard.demo.stack import Stack, missing_binaries
 
 from canary_guard.plan import Plan, load_plan, parse_plan
 
-GOALS = {"null_streak": 10.0, "pii_exposure": 10.0, "error_rate": 20.0}
-ORDER = ("error_rate", "availability", "null_streak", "pii_exposure")  # pii disables features last
+GOALS = {"null_streak": 10.0, "pii_exposure": 10.0, "error_rate": 20.0, "traffic_error_rate": 20.0}
+# pii disables features; traffic triggers run simulated users, whose requests would take the
+# probe scenarios' counted faults: both last
+ORDER = ("error_rate", "availability", "null_streak", "pii_exposure", "traffic_error_rate")
 
 
 def isolated_plan(plan: Plan, names: list[str]) -> Plan:
     data = yaml.safe_load(plan.to_yaml())
     data["triggers"] = [t for t in data["triggers"] if t["name"] in names]
     return parse_plan(data, "bench plan")
+
+
+def seconds_to_breach(plan: Plan, name: str, s: sc.Scenario) -> float:
+    """Time from the fault until the failures can push the window over the threshold."""
+    t = next(t for t in plan.triggers if t.name == name)
+    if t.source == "traffic":  # the window fills with failures at the fault's share
+        return (t.threshold or 0) / s.faults[0]["rate"] * plan.trigger_window(t)
+    return probes_needed(plan, name) * plan.probe.interval
 
 
 def probes_needed(plan: Plan, name: str) -> int:
@@ -131,11 +146,14 @@ def measure(stack: Stack, names: list[str], runs: int, say=print) -> list[Row]:
         f"cooldown {cooldown:g}s; {runs} runs per trigger; triggers measured one at a time")
     for name in names:
         s = scen[name]
+        if s.traffic and not stack.components["traffic"].running:
+            stack.start_component("traffic")  # the demo's simulated users
+            started = time.time()
         warm = started + s.warmup + 2 - time.time()
         if warm > 0:
             trig = next(t for t in demo.triggers if t.name == name)
-            say(f"{name}: waiting {warm:.0f}s until the window holds min_probes "
-                f"({demo.min_probes(trig)}) probes")
+            what = "the users' requests" if s.traffic else f"min_probes ({demo.min_probes(trig)}) probes"
+            say(f"{name}: waiting {warm:.0f}s until the window holds {what}")
             time.sleep(warm)
         results = []
         for i in range(runs):
@@ -158,7 +176,7 @@ def measure(stack: Stack, names: list[str], runs: int, say=print) -> list[Row]:
         total = [r["done"] - r["fault"] for r in results]
         action = statistics.median(r["action_time"] for r in results)
         p = demo.prometheus
-        floor = (probes_needed(demo, name) * demo.probe.interval + p.scrape_interval
+        floor = (seconds_to_breach(demo, name, s) + p.scrape_interval
                  + p.evaluation_interval + demo.alertmanager.group_wait + action)
         med = statistics.median(total)
         rows.append(Row(name, s.alert, len(total), med, max(total), floor, med / floor,
@@ -194,7 +212,8 @@ def main(argv: list[str] | None = None) -> int:
         goal_s = "-" if goal is None else f"<={goal:g}s {'ok' if met else 'MISSED'}"
         print(f"{name:<14}  {n:>10}  {med:>9.2f}s  {mx:>9.2f}s  {floor:>9.2f}s  {ratio:>9.2f}x  "
               f"{firing:>9.2f}s  {notified:>9.2f}s  {done:>9.2f}s  {goal_s:>10}")
-    print("\nfloor = probes needed x probe interval + scrape + evaluation + group_wait + action time;"
+    print("\nfloor = probes needed x probe interval (traffic: threshold / failure share x window) + scrape"
+          " + evaluation + group_wait + action time;"
           "\nstages (medians): firing = fault to Prometheus' activeAt; +notified = then to the webhook's "
           "record;\n+done = then to the action finished")
     return 0 if ok else 1

@@ -9,9 +9,14 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from . import __version__
 from .logs import setup_logging
+
+if TYPE_CHECKING:  # imported when a command runs (a bad plan module must not break --help)
+    from .plan import Plan
 
 # subcommand -> (module with add_arguments/run, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -55,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _unavailable(name: str, module: str, problem: str):
+def _unavailable(name: str, module: str, problem: str) -> Callable[[argparse.Namespace], int]:
     """A command whose module cannot be imported: it stays listed and says why when run."""
 
     def run(args: argparse.Namespace) -> int:
@@ -86,7 +91,7 @@ def add_plan_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def plan_from_args(args: argparse.Namespace):
+def plan_from_args(args: argparse.Namespace) -> Plan:
     """Load ``args.plan``; on a bad plan print every problem and exit 1."""
     from .plan import PlanError, load_plan
 

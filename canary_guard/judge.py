@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +47,7 @@ _DISABLED_RE = re.compile(r"\b(not enabled|disabled|feature flag|feature is off|
 _NOT_JSON = NOT_JSON = object()  # what parse_body returns for a body that is not JSON
 
 
-def _parse(body: bytes):
+def _parse(body: bytes) -> Any:
     try:
         return json.loads(body)
     except (ValueError, UnicodeDecodeError):
@@ -167,11 +168,11 @@ def find_pii(body: bytes, doc: object = None) -> tuple[str, ...]:
     """
     if doc is None:
         doc = _parse(body) if body.strip() else _NOT_JSON
+    numbers: list[int] = []
     if doc is _NOT_JSON:
-        text, numbers = body, ()
+        text = body
     else:
         strings: list[str] = []
-        numbers = []
         _collect(doc, "", strings, numbers)
         text = "\n".join(strings).encode()
     found = []

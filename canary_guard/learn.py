@@ -22,12 +22,16 @@ import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from canary_guard.durations import format_duration, human_seconds
 
 from .plan import Learned, Plan, PlanError, parse_plan
 from .plan.model import suggest_timeout
 from .sampling import Sample
+
+if TYPE_CHECKING:  # ruamel.yaml is imported only to write a plan
+    from ruamel.yaml.comments import CommentedMap
 
 
 @dataclass
@@ -106,7 +110,8 @@ def _propose_fields(current: list[str], per_track: list[Sample]) -> list[str]:
 
 def table(plan: Plan, track: str, url: str, samples: dict[str, Sample], seconds: float) -> str:
     """Per endpoint: status codes, latency p50/p95/p99/max, the fields every answer carried."""
-    rows = [("ENDPOINT", "STATUS", "P50", "P95", "P99", "MAX", "NON-NULL IN EVERY ANSWER")]
+    rows: list[tuple[str, ...]] = [
+        ("ENDPOINT", "STATUS", "P50", "P95", "P99", "MAX", "NON-NULL IN EVERY ANSWER")]
     for ep in plan.endpoints:
         s = samples.get(ep.name)
         if s is None:
@@ -157,7 +162,7 @@ def describe(plan: Plan, proposals: list[Proposal]) -> list[str]:
 WIDTH = 100
 
 
-def _scalar(value) -> str:
+def _scalar(value: object) -> str:
     import yaml
 
     text = yaml.safe_dump(value, default_flow_style=True, width=1 << 30, allow_unicode=True)
@@ -190,7 +195,7 @@ def _learned_items(seen: Learned) -> list[str]:
     return items
 
 
-def _key_span(lines: list[str], mapping, key: str, end: int) -> tuple[int, int]:
+def _key_span(lines: list[str], mapping: CommentedMap, key: str, end: int) -> tuple[int, int]:
     """Lines [start, stop) of ``key`` and its value in ``mapping`` (ends before ``end``), without
     the comment-only or blank lines that trail it."""
     start = mapping.lc.key(key)[0]

@@ -15,9 +15,13 @@ import asyncio
 import re
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from .durations import format_duration, parse_duration
 from .plan import NAME_RE, Plan, PlanError, default_plan_path, load_plan, min_requests
+
+if TYPE_CHECKING:  # sampling imports aiohttp: only when a command probes
+    from .sampling import Sample
 
 DEFAULT_LEARN_COUNT = 30
 DEFAULT_LEARN_DURATION = 300.0
@@ -116,13 +120,13 @@ def resolve_targets(plan: Plan, items: list[str], option: str) -> list[tuple[str
 
 
 def _sample(plan: Plan, targets: list[tuple[str, str]], count: int, duration: float,
-            interval: float | None):
+            interval: float | None) -> tuple[dict[str, dict[str, Sample]], float]:
     from .sampling import Pacing, sample_target
 
     pacing = Pacing.from_plan(plan, interval)
     headers = plan.auth.headers()
 
-    async def all_targets():
+    async def all_targets() -> list[dict[str, Sample]]:
         return await asyncio.gather(*(
             sample_target(plan, url, track=name, count=count, duration=duration, pacing=pacing,
                           auth_headers=headers)

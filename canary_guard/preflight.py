@@ -136,7 +136,7 @@ def _latency_findings(plan: Plan, s: Sample) -> list[Finding]:
                 f"answer that takes longer counts as an error; set endpoints[{idx}].timeout to at "
                 f"least {fix}"))
     for j, trig in enumerate(plan.triggers):
-        if trig.kind != "latency_avg" or not trig.threshold:
+        if trig.kind != "latency_avg" or not trig.threshold or trig.source != "probe":
             continue
         if p95 >= trig.threshold:
             out.append(Finding(

@@ -17,6 +17,7 @@ import email.utils
 import json
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -24,6 +25,9 @@ from yarl import URL
 
 from . import __version__, contract
 from .judge import ProbeResult
+
+if TYPE_CHECKING:
+    from .plan import Endpoint
 
 PROJECT_URL = "https://github.com/canary-guard/canary-guard"
 
@@ -47,7 +51,7 @@ class ProbeRequest:
     timeout: float  # seconds: the endpoint's own timeout, else the plan's probe.timeout
 
 
-def build_request(track: str, base_url: str, endpoint, auth_headers: dict[str, str],
+def build_request(track: str, base_url: str, endpoint: Endpoint, auth_headers: dict[str, str],
                   timeout: float) -> ProbeRequest:
     """A ``ProbeRequest`` from a plan endpoint (``canary_guard.plan.Endpoint``); ``timeout``
     applies unless the endpoint has its own."""

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from .judge import NOT_JSON, ProbeOutcome, judge, missing_fields, non_null_fields, parse_body
+from .judge import NOT_JSON, ProbeOutcome, ProbeResult, judge, missing_fields, non_null_fields, parse_body
 from .plan import Endpoint, Plan
 from .probe import ProbeRequest, build_request, new_session, probe
 
@@ -138,7 +138,7 @@ class _Clock:
             await asyncio.sleep(at - now)
 
 
-def answer_of(req: ProbeRequest, result) -> Answer:
+def answer_of(req: ProbeRequest, result: ProbeResult) -> Answer:
     outcome = judge(result, req.required_fields, req.method)
     status = result.status
     if result.error is not None or status is None or not 200 <= status < 300:

@@ -19,6 +19,7 @@ import yaml
 from canary_guard import contract
 from canary_guard.durations import format_duration
 from canary_guard.plan import Plan, Trigger
+from canary_guard.plan.traffic import default_window
 
 from . import grafana as g
 
@@ -32,8 +33,8 @@ SEL = 'track=~"$track", endpoint=~"$endpoint"'
 TRACK_SEL = 'track=~"$track"'
 
 
-def _trigger(plan: Plan, kind: str) -> Trigger | None:
-    return next((t for t in plan.triggers if t.kind == kind), None)
+def _trigger(plan: Plan, kind: str, source: str = "probe") -> Trigger | None:
+    return next((t for t in plan.triggers if t.kind == kind and t.source == source), None)
 
 
 def _window(plan: Plan, trigger: Trigger | None, default: float) -> str:
@@ -44,6 +45,65 @@ def _rule(level: str, family: str, window: str) -> str:
     """A recording rule of the contract with the variables' selector, e.g.
     ``track_endpoint:canary_probes:rate1m{track=~"$track", endpoint=~"$endpoint"}``."""
     return f"{level}:{family}{window}{{{SEL if level == 'track_endpoint' else TRACK_SEL}}}"
+
+
+def users(plan: Plan) -> list[tuple[dict, int, int]]:
+    """The service's own requests beside the probes: the recording rules the traffic triggers
+    read (same window), with their thresholds."""
+    t = plan.traffic
+    assert t is not None
+    err = _trigger(plan, "error_rate", "traffic")
+    lat = _trigger(plan, "latency_avg", "traffic")
+    w = format_duration(plan.trigger_window(err) if err else default_window(plan))
+    lat_w = format_duration(plan.trigger_window(lat)) if lat else w
+    fam = contract.TRAFFIC_PREFIX
+    # the variables hold plan names: the service's own series match them unless it names
+    # its endpoints otherwise (traffic.endpoints)
+    where = f'{t.track_label}=~"$track"' + ("" if t.endpoints else f', {t.endpoint_label}=~"$endpoint"')
+    errors = [] if t.errors is None else [(g.timeseries(
+        "User traffic: errors by type",
+        [g.target(f"sum by ({t.track_label}, {t.endpoint_label}, {t.error_type_label}) (rate({t.errors}"
+                  f"{{{where}}}[$__rate_interval]))",
+                  f"{{{{{t.track_label}}}}} {{{{{t.endpoint_label}}}}} {{{{{t.error_type_label}}}}}")],
+        unit="reqps", minimum=0,
+        description=f"Why the service's requests failed ({t.errors} by {t.error_type_label}); "
+                    f"{', '.join(t.ignored_error_types) or 'none'} do not count against the canary.",
+    ), 12, 8)]
+    out = [
+        (g.timeseries(
+            f"User traffic: requests per endpoint ({w})",
+            [g.target(_rule("track_endpoint", f"{fam}_requests:rate", w), "{{track}} {{endpoint}}")],
+            unit="reqps", minimum=0,
+            description=f"Requests per second the service counted itself ({t.requests}): its users' "
+                        "and the probes' (User-Agent canary-guard-probe). The canary's share follows "
+                        "the phase's weight.",
+        ), 12, 8),
+        (g.timeseries(
+            f"User traffic: error rate per endpoint ({w})",
+            [g.target(_rule("track_endpoint", f"{fam}_error_ratio:ratio_rate", w), "{{track}} {{endpoint}}")],
+            unit="percentunit", minimum=0,
+            steps=g.thresholds(("green", None), ("orange", plan.slos.error_rate),
+                               *([("red", err.threshold)] if err and err.threshold else [])),
+            description=f"Failed / counted requests over {w}, as the traffic error-rate trigger sees "
+                        "them (it fires once the window holds its minimum of requests)."
+                        + (f" Line: rollback above {err.threshold:.2%}." if err and err.threshold else ""),
+        ), 12, 8),
+        *errors,
+    ]
+    if t.duration:
+        out.append((g.timeseries(
+            f"User traffic: latency per endpoint ({lat_w})",
+            [g.target(_rule("track_endpoint", f"{fam}_duration_seconds:avg_rate", lat_w),
+                      "avg {{track}} {{endpoint}}"),
+             g.target(_rule("track_endpoint", f"{fam}_duration_seconds:p99_rate", lat_w),
+                      "p99 {{track}} {{endpoint}}", ref="B")],
+            unit="s", minimum=0,
+            steps=g.thresholds(("green", None), ("orange", plan.slos.avg_latency),
+                               *([("red", lat.threshold)] if lat and lat.threshold else [])),
+            description=f"Average and p99 latency of the service's requests over {lat_w} "
+                        f"({t.duration}).",
+        ), 12 if errors else 24, 8))
+    return out
 
 
 def dashboard_uid(plan: Plan) -> str:
@@ -58,7 +118,7 @@ def build_dashboard(plan: Plan) -> dict[str, Any]:
 
     err = _trigger(plan, "error_rate")
     err_w = _window(plan, err, shortest)
-    latency_triggers = [t for t in plan.triggers if t.kind == "latency_avg"]
+    latency_triggers = [t for t in plan.triggers if t.kind == "latency_avg" and t.source == "probe"]
     lat = min(latency_triggers, key=lambda t: t.threshold or 0, default=None)
     lat_w = _window(plan, lat, shortest)
     avail = _trigger(plan, "availability")
@@ -285,6 +345,7 @@ def build_dashboard(plan: Plan) -> dict[str, Any]:
     sections = [
         (g.row("Overview"), overview),
         (g.row("Requests and errors"), traffic),
+        *([(g.row("User traffic (the service's own requests)"), users(plan))] if plan.traffic else []),
         (g.row("Latency"), latency),
         (g.row("Correctness"), correctness),
         (g.row("Rollout"), rollout),

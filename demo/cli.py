@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from canary_guard.cli import add_plan_argument, plan_from_args
+
+if TYPE_CHECKING:  # imported when the demo runs
+    from .stack import Stack
+    from .timeline import Result
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -106,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     return 0 if results and all(r.ok for r in results) else 1
 
 
-def print_table(results) -> None:
+def print_table(results: list[Result]) -> None:
     rows = [("trigger", "alert", "action", "fault -> action", "ok")]
     for r in results:
         secs = f"{r.seconds_to_action:.1f}s" if r.seconds_to_action is not None else "-"
@@ -121,17 +126,18 @@ def print_table(results) -> None:
             print("  ".join("-" * w for w in widths))
 
 
-def print_where(stack) -> None:
+def print_where(stack: Stack) -> None:
     print("\nwhere to look:")
     print(f"  Prometheus    {stack.prometheus_url}/alerts   (rules: {stack.prometheus_url}/rules)")
     print(f"  Alertmanager  {stack.alertmanager_url}/#/alerts")
     user, password = stack.operator
     print(f"  webhook       {stack.webhook_url}/   (sign in as {user} / {password}; audit trail: "
           f"{stack.webhook_url}/api/actions)")
-    if stack.slack and stack.smtp:
+    notify = stack.plan.notify if stack.plan else None
+    if stack.slack and stack.smtp and notify and notify.slack and notify.email:
         print(f"  people        {len(stack.slack.messages)} Slack message(s) to "
-              f"{stack.plan.notify.slack.channel}, {len(stack.smtp.messages)} e-mail(s) to "
-              f"{', '.join(stack.plan.notify.email.to)} (local stand-ins: {stack.slack.url}, "
+              f"{notify.slack.channel}, {len(stack.smtp.messages)} e-mail(s) to "
+              f"{', '.join(notify.email.to)} (local stand-ins: {stack.slack.url}, "
               f"smtp://{stack.smtp.smarthost})")
     print(f"  exporter      {stack.exporter_url}/metrics")
     print(f"  canary        {stack.sandbox_url()}/elite/system-status")

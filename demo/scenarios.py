@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 from canary_guard.durations import format_duration
 from canary_guard.plan import Command, DisableFeature, Http, KubectlRollback, Page, Plan, Sequence, Trigger
@@ -41,6 +42,7 @@ class Scenario:
     stop_exporter: bool = False
     note: str = ""
     infeasible: str = ""    # why these settings cannot demonstrate the trigger
+    traffic: bool = False   # simulated users run while it does (a traffic trigger judges them)
     expected: Expected = field(default_factory=Expected)
 
     @property
@@ -77,12 +79,15 @@ def fault_endpoint(plan: Plan) -> str:
 
 
 def warmup_seconds(plan: Plan, trigger: Trigger) -> float:
-    """Clean probing a ratio trigger needs before its min_probes guard lets it fire."""
+    """Clean probing a ratio trigger needs before its min_probes guard lets it fire; for a
+    traffic trigger, the users' requests that fill its window."""
+    prom = plan.prometheus
+    if trigger.source == "traffic":
+        return plan.trigger_window(trigger) + prom.scrape_interval + prom.evaluation_interval
     if trigger.kind not in ("error_rate", "availability"):
         return 0.0
     series = len(plan.endpoints) if trigger.kind == "availability" else 1
     probes = plan.min_probes(trigger) / series
-    prom = plan.prometheus
     return probes * plan.probe.interval + prom.scrape_interval + prom.evaluation_interval
 
 
@@ -103,7 +108,9 @@ def build(plan: Plan) -> list[Scenario]:
 
 def _scenario(plan: Plan, trig: Trigger, ep: str) -> Scenario:
     window = format_duration(plan.trigger_window(trig))
-    base = {"name": trig.name, "alert": trig.alert, "action": trig.action, "kind": trig.kind}
+    base: dict[str, Any] = {"name": trig.name, "alert": trig.alert, "action": trig.action, "kind": trig.kind}
+    if trig.source == "traffic":
+        return _traffic_scenario(plan, trig, ep, base)
     if trig.kind == "error_rate":
         return Scenario(
             **base, endpoint=ep, faults=[{"endpoint": ep, "mode": "error"}],
@@ -161,6 +168,38 @@ def _scenario(plan: Plan, trig: Trigger, ep: str) -> Scenario:
         describe="the exporter is stopped: Prometheus has nothing to scrape",
         note="no data is not a failure: this pages, it never rolls back",
     )
+
+
+def _traffic_scenario(plan: Plan, trig: Trigger, ep: str, base: dict) -> Scenario:
+    """Simulated users on both tracks; a share of the canary's requests fails (2.5x the
+    margin: 5% at a 2% threshold), or its answers slow down."""
+    window = format_duration(plan.trigger_window(trig))
+    users = (f"{plan.demo.traffic_rate:g} requests/s of simulated users, "
+             f"{plan.demo.traffic_canary_percent:g}% to the canary")
+    if trig.kind == "latency_avg":
+        thr = trig.threshold or 1.0
+        latency_ms = math.ceil(1500 * thr)
+        held = f" for {format_duration(trig.for_)}" if trig.for_ else ""
+        return Scenario(
+            **base, endpoint=ep, faults=[{"endpoint": ep, "mode": "slow", "latency_ms": latency_ms}],
+            describe=f"{ep} answers its users after {latency_ms} ms ({users})", traffic=True,
+            note=f"the average of {ep}'s requests over {window} must stay above {_secs(thr)}{held}")
+    margin = (trig.threshold or 0.02) if trig.kind == "error_rate" else 1 - (trig.threshold or 0.995)
+    rate = round(min(2.5 * margin, 1.0), 4)
+    if trig.kind == "error_rate":
+        return Scenario(
+            **base, endpoint=ep, faults=[{"endpoint": ep, "mode": "error", "rate": rate}],
+            describe=f"{rate * 100:g}% of the canary's requests to {ep} answer HTTP 500 ({users})",
+            traffic=True,
+            note=(f"{rate * 100:g}% failures over {window} of user traffic; the probes see the same "
+                  "share, but far fewer requests: the traffic trigger decides first"))
+    # availability: the same small share on every endpoint, each below its error-rate threshold
+    return Scenario(
+        **base, endpoint=None, faults=[{"endpoint": e.name, "mode": "error", "rate": rate}
+                                       for e in plan.endpoints],
+        describe=f"{rate * 100:g}% of the canary's requests to every endpoint answer HTTP 500 ({users})",
+        traffic=True,
+        note=f"no endpoint's error rate crosses its threshold; the track's availability over {window} does")
 
 
 def _secs(seconds: float) -> str:

@@ -146,11 +146,13 @@ class SmtpSink(_Inbox):
         sink = self
 
         class Handler:
-            async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's name)
+            async def handle_DATA(self, server: object, session: object,  # noqa: N802 (aiosmtpd's name)
+                                  envelope: Any) -> str:
                 sink.add(_email_message(envelope))
                 return "250 Message accepted for delivery"
 
-        def authenticator(server, session, envelope, mechanism, auth_data):
+        def authenticator(server: object, session: object, envelope: Any, mechanism: str,
+                          auth_data: object) -> AuthResult:
             ok = (username is not None and getattr(auth_data, "login", None) == username.encode()
                   and getattr(auth_data, "password", None) == (password or "").encode())
             if not ok:

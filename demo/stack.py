@@ -25,9 +25,10 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, NoReturn
 
 from canary_guard import contract
 from canary_guard.plan import DisableFeature, KubectlRollback, Notify, Plan
@@ -69,7 +70,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def http_get(url: str, timeout: float = 2.0, headers: dict[str, str] | None = None):
+def http_get(url: str, timeout: float = 2.0, headers: dict[str, str] | None = None) -> Any:
     """GET url and decode JSON (or return text); raises OSError on connection problems."""
     req = urllib.request.Request(url, headers=headers or {})
     with urllib.request.urlopen(req, timeout=timeout) as resp:
@@ -80,8 +81,8 @@ def http_get(url: str, timeout: float = 2.0, headers: dict[str, str] | None = No
         return body.decode(errors="replace")
 
 
-def http_send(method: str, url: str, payload=None, timeout: float = 5.0,
-              headers: dict[str, str] | None = None):
+def http_send(method: str, url: str, payload: object = None, timeout: float = 5.0,
+              headers: dict[str, str] | None = None) -> Any:
     data = None if payload is None else json.dumps(payload).encode()
     hdrs = {"Content-Type": "application/json", **(headers or {})}
     req = urllib.request.Request(url, data=data, method=method, headers=hdrs)
@@ -100,7 +101,7 @@ class Component:
     name: str
     argv: list[str]
     url: str
-    ready_path: str
+    ready_path: str | None  # None: ready once running
     env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen | None = None
 
@@ -113,8 +114,8 @@ class Stack:
     """Starts, supervises and stops the demo's processes. Use as a context manager."""
 
     def __init__(self, plan: Plan, workdir: str | Path | None = None, *, keep_workdir: bool = False,
-                 log=None, exporters: int = 1, sandbox_args: Sequence[str] = (),
-                 settle_timeout: float = 30.0):
+                 log: Callable[[str], object] | None = None, exporters: int = 1,
+                 sandbox_args: Sequence[str] = (), settle_timeout: float = 30.0) -> None:
         """``exporters``: how many exporter processes split the probing (``--shard K/N``),
         one scrape target each; ``sandbox_args``: extra options of every sandbox (e.g.
         ``--no-access-log`` at a thousand requests a second); ``settle_timeout``: how long
@@ -274,7 +275,7 @@ class Stack:
         plan = self.plan
         assert plan is not None
         rules = self.rules_dir / "canary-guard.rules.yml"
-        config = {
+        config: dict[str, Any] = {
             "global": {
                 "scrape_interval": _dur(plan.prometheus.scrape_interval),
                 "evaluation_interval": _dur(plan.prometheus.evaluation_interval),
@@ -291,6 +292,15 @@ class Stack:
                  "static_configs": [{"targets": [f"{HOST}:{self.port('webhook')}"]}]},
             ],
         }
+        if plan.traffic is not None:
+            # the sandboxes' own request metrics, labelled with their track as scraping does
+            # in a cluster (deploy/: a PodMonitor copies it from a pod label)
+            config["scrape_configs"].append({
+                "job_name": plan.traffic.job or f"{plan.service}-traffic", "honor_labels": True,
+                "static_configs": [
+                    {"targets": [f"{HOST}:{self.port(f'sandbox-{t.name}')}"],
+                     "labels": {plan.traffic.track_label: t.name}} for t in plan.targets],
+            })
         path = self.dir / "prometheus.yml"
         path.write_text(json.dumps(config, indent=2))  # JSON is YAML
         return path
@@ -304,7 +314,9 @@ class Stack:
             service_env[self.source_plan.auth.token_env] = self.service_key
         if self.source_plan.webhook.service_token_env:
             service_env[self.source_plan.webhook.service_token_env] = self.service_key
-        for target in self.plan.targets:
+        plan = self.plan
+        assert plan is not None  # derived by _write_files
+        for target in plan.targets:
             name = f"sandbox-{target.name}"
             self._add(name, [*CLI, "sandbox", "--plan", str(self.plan_file),
                              "--listen", f"{HOST}:{self.port(name)}", *self.sandbox_args],
@@ -318,23 +330,43 @@ class Stack:
                               "--alertmanager", self.alertmanager_url, "--external-url", self.webhook_url],
                   "/healthz",
                   {**service_env, self.source_plan.webhook.token_env: self.webhook_token})
+        if plan.traffic is not None:
+            self.traffic_args()  # defined here, started by the traffic scenarios only
         am_config = self.rules_dir / "alertmanager.yml"
         self._add("alertmanager", [
-            shutil.which(BINARIES["alertmanager"]), f"--config.file={am_config}",
+            shutil.which(BINARIES["alertmanager"]) or BINARIES["alertmanager"], f"--config.file={am_config}",
             f"--storage.path={self.dir / 'alertmanager-data'}",
             f"--web.listen-address={HOST}:{self.port('alertmanager')}",
             f"--web.external-url={self.alertmanager_url}",
             "--cluster.listen-address=",
         ], "/-/ready")
         self._add("prometheus", [
-            shutil.which(BINARIES["prometheus"]), f"--config.file={self._prometheus_config()}",
+            shutil.which(BINARIES["prometheus"]) or BINARIES["prometheus"],
+            f"--config.file={self._prometheus_config()}",
             f"--storage.tsdb.path={self.dir / 'prometheus-data'}",
             f"--web.listen-address={HOST}:{self.port('prometheus')}",
             f"--web.external-url={self.prometheus_url}",
             "--web.enable-lifecycle",
         ], "/-/ready")
 
-    def _add(self, name: str, argv: list[str], ready_path: str, env: dict[str, str] | None = None) -> None:
+    def traffic_args(self, *, rate: float | None = None, canary_percent: float | None = None,
+                     endpoints: list[str] | None = None, duration: float = 6 * 3600.0) -> None:
+        """(Re)define the simulated users (``canary-guard traffic``): the demo settings unless
+        given; bounded by ``duration``. Start them with ``start_component("traffic")``."""
+        demo = self.source_plan.demo
+        argv = [*CLI, "traffic", "--plan", str(self.plan_file),
+                "--rate", f"{rate or demo.traffic_rate:g}",
+                "--split", f"{self.canary_track}={canary_percent or demo.traffic_canary_percent:g}",
+                "--duration", _dur(duration), "--seed", "1"]
+        for ep in endpoints or []:
+            argv += ["--endpoint", ep]
+        env = {}
+        if self.source_plan.auth.token_env:
+            env[self.source_plan.auth.token_env] = self.service_key
+        self._add("traffic", argv, None, env)
+
+    def _add(self, name: str, argv: list[str], ready_path: str | None,
+             env: dict[str, str] | None = None) -> None:
         self.components[name] = Component(name, argv, self.url(name), ready_path, dict(env or {}))
 
     def start_component(self, name: str, timeout: float = 30.0) -> Component:
@@ -350,6 +382,12 @@ class Stack:
         return comp
 
     def _wait_ready(self, comp: Component, timeout: float) -> None:
+        assert comp.proc is not None  # started by start_component
+        if comp.ready_path is None:  # no HTTP side (the traffic generator): running is ready
+            time.sleep(0.5)
+            if comp.proc.poll() is not None:
+                raise StackError(f"{comp.name} exited with {comp.proc.returncode}:\n{self.tail(comp.name)}")
+            return
         deadline = time.monotonic() + timeout
         url = comp.url + comp.ready_path
         while time.monotonic() < deadline:
@@ -397,8 +435,9 @@ class Stack:
         self._render_rules()
         self._define()
         self.slack = SlackSink(port=self.port("slack")).start()
-        n = self.plan.notify
-        self.smtp = SmtpSink(port=self.port("smtp"), username=n.email.auth_username,
+        assert self.plan is not None  # derived by _write_files
+        email = self.plan.notify.email
+        self.smtp = SmtpSink(port=self.port("smtp"), username=email.auth_username if email else None,
                              password=self.smtp_password).start()
         self.log(f"starting slack sink      {self.slack.url}")
         self.log(f"starting smtp relay      {self.smtp.smarthost}")
@@ -447,7 +486,7 @@ class Stack:
             self.stop()
             raise
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
     # -- reading the stack's state -------------------------------------------------------
@@ -486,7 +525,11 @@ class Stack:
     def exporter_metrics(self) -> str:
         return http_get(f"{self.exporter_url}/metrics")
 
-    def inject(self, fault: dict, track: str | None = None):
+    def service_metrics(self, track: str | None = None) -> str:
+        """A sandbox's own request metrics (what the traffic triggers judge)."""
+        return http_get(f"{self.sandbox_url(track)}/metrics")
+
+    def inject(self, fault: dict[str, Any], track: str | None = None) -> Any:
         return http_send("POST", f"{self.sandbox_url(track)}/-/faults", fault, headers=self.service_headers())
 
     def clear_faults(self, track: str | None = None) -> None:
@@ -516,7 +559,7 @@ def _signal(pid: int, sig: int) -> None:
 def install_signal_handlers() -> None:
     """Turn SIGTERM/SIGHUP into SystemExit so that ``finally`` blocks and atexit stop the stack."""
 
-    def _term(signum, frame):
+    def _term(signum: int, frame: object) -> NoReturn:
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, _term)

@@ -15,10 +15,13 @@ import json
 import math
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .scenarios import Scenario
 from .stack import Stack
+
+Out = Callable[[str], object]  # where a scenario's lines go (print, or a test's list.append)
 
 POLL = 0.25
 RAN = ("succeeded", "partial", "failed")  # run statuses of an action that did run
@@ -73,12 +76,20 @@ def probe_counters(metrics: str, track: str) -> dict[str, float]:
     return out
 
 
+def failed_requests(metrics: str) -> float:
+    """Failed requests a sandbox counted itself (its users' and the probes')."""
+    return sum(float(value) for name, labels, value in _SAMPLE.findall(metrics)
+               if name == "recoveryos_requests_total" and 'status="error"' in labels)
+
+
 class Watcher:
     """Reads the stack's state and reports what changed since the last look."""
 
-    def __init__(self, stack: Stack, track: str):
+    def __init__(self, stack: Stack, track: str, traffic: bool = False):
         self.stack = stack
         self.track = track
+        self.traffic = traffic
+        self.failed = self._failed()
         self.prom: dict[tuple, str] = {}
         self.am: set[tuple] = set()
         self.action_ids: set = {a["id"] for a in self._actions()}
@@ -109,9 +120,22 @@ class Watcher:
         except OSError:
             return None
 
+    def _failed(self) -> float | None:
+        if not self.traffic:
+            return None
+        try:
+            return failed_requests(self.stack.service_metrics(self.track))
+        except OSError:
+            return None
+
     def poll(self) -> list[str]:
         """Human-readable lines for everything that changed."""
         lines: list[str] = []
+        failed = self._failed()
+        if failed is not None and self.failed is not None and failed > self.failed:
+            lines.append(f"service: first failed requests of users on {self.track} "
+                         f"({failed - self.failed:g} in its own counters)")
+            self.traffic = False  # once
         counters = self._counters()
         if counters and self.counters and not self.first_bad_seen:
             for kind, text in (("error", "error"), ("null", "null"), ("pii", "PII exposure"),
@@ -250,7 +274,7 @@ def describe_action(rec: dict) -> str:
 
 
 class Printer:
-    def __init__(self, out=print, t0: float | None = None):
+    def __init__(self, out: Out = print, t0: float | None = None):
         self.out = out
         self.t0 = t0 if t0 is not None else time.time()
 
@@ -260,20 +284,41 @@ class Printer:
         return t
 
 
-def wait_warm(stack: Stack, scenario: Scenario, probing_since: float, out=print) -> None:
-    """Sleep until the trigger's window holds the probes its min_probes guard asks for."""
+def start_users(stack: Stack, scenario: Scenario, out: Out = print) -> None:
+    """Start the simulated users and wait until the trigger's window holds their requests."""
+    if stack.components["traffic"].running:
+        return
+    stack.start_component("traffic")
+    out(f"  simulated users started; waiting {scenario.warmup:.0f}s for {scenario.alert}'s window "
+        "to fill with their requests")
+    time.sleep(scenario.warmup)
+
+
+def stop_users(stack: Stack, out: Out = print) -> None:
+    if "traffic" in stack.components and stack.components["traffic"].running:
+        stack.stop_component("traffic")
+        out("  simulated users stopped")
+
+
+def wait_warm(stack: Stack, scenario: Scenario, probing_since: float, out: Out = print) -> None:
+    """Sleep until the trigger's window holds the probes its min_probes guard asks for (a
+    traffic trigger's users start with its scenario, which waits for them)."""
+    if scenario.traffic:
+        return
     left = probing_since + scenario.warmup - time.time()
     if left > 0:
         out(f"  waiting {left:.0f}s: {scenario.alert} needs its minimum of clean probes in its window")
         time.sleep(left)
 
 
-def run(stack: Stack, scenario: Scenario, *, out=print, timeout: float | None = None,
+def run(stack: Stack, scenario: Scenario, *, out: Out = print, timeout: float | None = None,
         resolve_timeout: float = 180.0) -> Result:
     """Inject the scenario's fault, follow it to the action, clear it, follow it to resolution."""
     track = stack.canary_track
     res = Result(scenario.name, scenario.alert, scenario.action)
-    watcher = Watcher(stack, track)
+    if scenario.traffic:
+        start_users(stack, scenario, out)
+    watcher = Watcher(stack, track, traffic=scenario.traffic)
     base_actions = set(watcher.action_ids)
     base_calls = watcher.kubectl_seen
     base_disabled = set(watcher.disabled)
@@ -344,6 +389,8 @@ def run(stack: Stack, scenario: Scenario, *, out=print, timeout: float | None = 
         time.sleep(POLL)
     else:
         res.problems.append(f"alerts still active after {resolve_timeout:.0f}s: {watcher.firing()}")
+    if scenario.traffic:
+        stop_users(stack, out)
     if scenario.alert not in res.alerts_seen:
         res.problems.append(f"{scenario.alert} never fired")
     if res.rollbacks != scenario.expected.rollbacks:

@@ -6,7 +6,9 @@ import asyncio
 import logging
 import signal
 import zlib
+from typing import TYPE_CHECKING
 
+import aiohttp
 from aiohttp import web
 
 from canary_guard import __version__
@@ -15,6 +17,9 @@ from canary_guard.probe import build_request, new_session
 from .metrics import Metrics
 from .scheduler import Job, Scheduler
 from .server import create_app
+
+if TYPE_CHECKING:
+    from canary_guard.plan import Plan
 
 log = logging.getLogger("canary_guard.exporter")
 
@@ -31,8 +36,9 @@ def in_shard(track: str, endpoint: str, shard: tuple[int, int] | None) -> bool:
 PREFLIGHT_PROBES = 2  # per endpoint of the baseline, at start-up
 
 
-async def preflight_baseline(plan, targets: dict[str, str], auth_headers: dict[str, str],
-                             session, timeout: float, shard: tuple[int, int] | None) -> None:
+async def preflight_baseline(plan: Plan, targets: dict[str, str], auth_headers: dict[str, str],
+                             session: aiohttp.ClientSession, timeout: float,
+                             shard: tuple[int, int] | None) -> None:
     """Run every content check of the plan against the baseline track, once, at start-up.
 
     A check that already fails on the baseline is a bug in the plan: every canary would breach
@@ -77,7 +83,7 @@ async def preflight_baseline(plan, targets: dict[str, str], auth_headers: dict[s
             "track": base, "endpoints": len(eps), "warnings": len(findings)})
 
 
-async def serve(plan, targets: dict[str, str], auth_headers: dict[str, str], host: str, port: int,
+async def serve(plan: Plan, targets: dict[str, str], auth_headers: dict[str, str], host: str, port: int,
                 interval: float, timeout: float, shard: tuple[int, int] | None = None) -> int:
     metrics = Metrics(__version__, plan.name)
     jobs = [

@@ -6,8 +6,12 @@ import argparse
 import logging
 import re
 import sys
+from typing import TYPE_CHECKING
 
 from canary_guard.cli import add_plan_argument, plan_from_args
+
+if TYPE_CHECKING:
+    from canary_guard.plan import Plan
 
 log = logging.getLogger("canary_guard.exporter")
 
@@ -48,7 +52,7 @@ def parse_listen(value: str) -> tuple[str, int]:
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
-def resolve_targets(plan, overrides: list[str]) -> dict[str, str]:
+def resolve_targets(plan: Plan, overrides: list[str]) -> dict[str, str]:
     """Track name -> base URL: the plan's targets, with ``NAME=URL`` overrides applied."""
     from canary_guard.plan import NAME_RE
 

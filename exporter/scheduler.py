@@ -64,6 +64,12 @@ class Scheduler:
         self._stopping = False
         self.probes = 0  # completed probes, for /healthz
 
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            raise RuntimeError("the scheduler has not started")
+        return self._loop
+
     def start(self) -> None:
         loop = self._loop = asyncio.get_running_loop()
         now, n = loop.time(), max(len(self.jobs), 1)
@@ -75,7 +81,7 @@ class Scheduler:
     def _tick(self, job: Job) -> None:
         if self._stopping:
             return
-        loop = self._loop
+        loop = self.loop
         now = loop.time()
         if job.task is not None:
             job.series.skip("busy")
@@ -107,7 +113,7 @@ class Scheduler:
                 wait = result.retry_after
                 if wait is None:
                     wait = min(self.interval * 2 ** job.limited, MAX_BACKOFF)
-                job.not_before = self._loop.time() + wait
+                job.not_before = self.loop.time() + wait
                 log.warning("rate limited: backing off", extra={
                     "track": req.track, "endpoint": req.endpoint, "backoff_seconds": round(wait, 3)})
             else:

@@ -17,9 +17,10 @@ from aiohttp import web
 
 from .exposition import CONTENT_TYPES, GZIP, GZIP_LEVEL, IDENTITY, accepts_gzip, chunks, negotiate
 from .metrics import Metrics
+from .scheduler import Scheduler
 
 
-def create_app(metrics: Metrics, scheduler, plan_name: str, version: str) -> web.Application:
+def create_app(metrics: Metrics, scheduler: Scheduler, plan_name: str, version: str) -> web.Application:
     app = web.Application()
     started = time.time()
 

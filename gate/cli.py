@@ -11,9 +11,16 @@ import logging
 import math
 import sys
 import time
+from typing import TYPE_CHECKING, Any
 
 from canary_guard.cli import add_plan_argument, plan_from_args
 from canary_guard.durations import format_duration, parse_seconds_or_duration
+
+if TYPE_CHECKING:  # imported when a command runs
+    from canary_guard.plan import Plan
+
+    from .evaluate import Report
+    from .prom import Prometheus
 
 
 def duration_arg(text: str) -> float:
@@ -50,7 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, default=10.0, help="HTTP timeout in seconds (default 10)")
 
 
-def pick_tracks(plan, track: str | None, baseline: str | None) -> tuple[str, str | None]:
+def pick_tracks(plan: Plan, track: str | None, baseline: str | None) -> tuple[str, str | None]:
     names = [t.name for t in plan.targets]
     guarded = plan.guarded_tracks()
     track = track or (guarded[0] if guarded else None)
@@ -69,20 +76,34 @@ def pick_tracks(plan, track: str | None, baseline: str | None) -> tuple[str, str
     return track, baseline
 
 
-def judge(plan, prom, index: int, at: float, since: float | None, track: str, baseline: str | None,
-          window: float | None = None):
+def judge(plan: Plan, prom: Prometheus, index: int, at: float, since: float | None, track: str,
+          baseline: str | None, window: float | None = None) -> Report:
     """The decision for one phase at ``at``: the Report that ``gate`` prints and ``gate serve``
     answers. Raises PrometheusError when Prometheus cannot be asked."""
     from .evaluate import decide, required_elapsed
     from .prom import fetch_window, first_sample
+    from .sources import label, merge
+    from .traffic import fetch_traffic_window
 
     window = window or plan.phases[index].criteria.window
-    data = fetch_window(prom, window, at, [t for t in (track, baseline) if t])
+    tracks = [t for t in (track, baseline) if t]
+    data = fetch_window(prom, window, at, tracks)
     started = since
     need = required_elapsed(plan, index, since is not None)
     if started is None and need is not None:
         started = first_sample(prom, track, need + 3600, at)
-    return decide(plan, index, track, baseline, window, at, data, started, since is not None)
+    flag = since is not None
+    report = label(decide(plan, index, track, baseline, window, at, data, started, flag), "probe")
+    if plan.traffic is None:
+        return report
+    # the service's own requests, where the plan names them: far more evidence than the probes
+    users = fetch_traffic_window(prom, plan, window, at, tracks)
+    if not any(s.counted for (t, _), s in users.items() if t == track):
+        report.sources = {"probe": {"decision": report.decision, "reasons": report.reasons},
+                          "traffic": {"decision": None, "reasons": [f"no requests of {track} in the window"]}}
+        return report
+    traffic = label(decide(plan, index, track, baseline, window, at, users, started, flag), "traffic")
+    return merge(report, traffic)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -120,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
     return report.exit_code
 
 
-def finite(o):
+def finite(o: Any) -> Any:
     """JSON has no Infinity/NaN: such values become null."""
     if isinstance(o, float) and not math.isfinite(o):
         return None
@@ -154,25 +175,27 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def render(report) -> str:
+def render(report: Report) -> str:
     at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(report.at))
     out = [
         f"{report.decision.upper()}  phase {report.phase} of plan {report.plan}, track {report.track}"
         + (f" vs {report.baseline}" if report.baseline else ""),
-        f"window {report.window} ending {at}",
+        f"window {report.window} ending {at}; evidence: "
+        + {"probe": "the probes", "traffic": "the service's requests",
+           "probe+traffic": "the probes and the service's requests"}.get(report.source, report.source),
         "",
     ]
     rows = []
     for c in report.criteria:
         mark = "BREACH (shared)" if c.shared else _MARK[c.verdict]
         rows.append([c.name, fmt_value(c.value, c.unit), f"{c.op} {fmt_value(c.threshold, c.unit)}",
-                     str(c.probes), mark, c.detail])
+                     str(c.probes), c.source, mark, c.detail])
     t = report.timing
     if t["required"] is not None:
         elapsed = format_duration(round(t["elapsed"])) if t["elapsed"] is not None else "-"
-        rows.append(["phase_duration", elapsed, f">= {format_duration(t['required'])}", "",
+        rows.append(["phase_duration", elapsed, f">= {format_duration(t['required'])}", "", "",
                      _MARK[t["verdict"]], "since the first canary sample" if t["started"] else "no samples"])
-    out.append(table(["CRITERION", "VALUE", "THRESHOLD", "PROBES", "VERDICT", "EVIDENCE"], rows))
+    out.append(table(["CRITERION", "VALUE", "THRESHOLD", "SAMPLES", "SOURCE", "VERDICT", "EVIDENCE"], rows))
     if report.comparison:
         out += ["", f"canary vs {report.baseline} (per endpoint, Holm-corrected)"]
         rows = []
@@ -185,10 +208,10 @@ def render(report) -> str:
                 f"{lat['p_holm']:.2g}" if lat else "-",
                 f"{err['canary_ratio']:.2%} vs {err['baseline_ratio']:.2%}" if err else "-",
                 f"{err['p_holm']:.2g}" if err else "-",
-                r.verdict.upper() if r.verdict == "regression" else r.verdict,
+                r.verdict.upper() if r.verdict == "regression" else r.verdict, r.source,
             ])
-        out.append(table(["ENDPOINT", "PROBES", "MEDIAN", "CLIFF'S DELTA [CI]", "P(LAT)", "FAILURES",
-                          "P(ERR)", "VERDICT"], rows))
+        out.append(table(["ENDPOINT", "SAMPLES", "MEDIAN", "CLIFF'S DELTA [CI]", "P(LAT)", "FAILURES",
+                          "P(ERR)", "VERDICT", "SOURCE"], rows))
     out += ["", "reasons:"] + [f"  - {r}" for r in report.reasons]
     return "\n".join(out)
 

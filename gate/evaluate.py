@@ -38,6 +38,7 @@ class Criterion:
     detail: str = ""
     baseline_verdict: str | None = None  # the same criterion on the baseline track, if compared
     shared: bool = False  # breached here and not shown to hold on the baseline: not the release's
+    source: str = "probe"  # the evidence: probe (the exporter's) or traffic (the service's requests)
 
 
 @dataclass
@@ -49,6 +50,7 @@ class Comparison:
     latency: dict = field(default_factory=dict)
     errors: dict = field(default_factory=dict)
     detail: str = ""
+    source: str = "probe"
 
 
 @dataclass
@@ -65,6 +67,8 @@ class Report:
     endpoints: list[dict]
     comparison: list[Comparison]
     timing: dict
+    source: str = "probe"  # probe, traffic, or probe+traffic: what the decision rests on
+    sources: dict = field(default_factory=dict)  # each source's own decision, when both judged
 
     @property
     def exit_code(self) -> int:
@@ -369,6 +373,19 @@ def _mark_shared(criteria: list[Criterion], crit: Criteria, baseline: str,
         c.shared = c.verdict == FAIL and other.verdict != PASS
 
 
+def conclude(criteria: list[Criterion], comparison: list[Comparison], reasons: list[str],
+             promoted: str) -> tuple[str, list[str]]:
+    """The decision and its reasons: a breach (not a shared cause) or a regression rolls back,
+    anything not shown holds, else promote (``promoted`` says why)."""
+    if any(c.verdict == FAIL and not c.shared for c in criteria) or \
+            any(r.verdict == "regression" for r in comparison):
+        return ROLLBACK, [r for r in reasons
+                          if ("breached" in r and "shared cause" not in r) or "regressed" in r]
+    if reasons:
+        return HOLD, reasons
+    return PROMOTE, [promoted]
+
+
 def decide(plan: Plan, index: int, track: str, baseline: str | None, window: float, at: float,
            data: dict[tuple[str, str], Series], started: float | None, since_flag: bool) -> Report:
     phase = plan.phases[index]
@@ -423,15 +440,8 @@ def decide(plan: Plan, index: int, track: str, baseline: str | None, window: flo
             reasons.append(f"comparison with {baseline} lacks data ({a.min_probes}+ probes each) for: "
                            + ", ".join(short))
 
-    if any(c.verdict == FAIL and not c.shared for c in criteria) or \
-            any(r.verdict == "regression" for r in comparison):
-        decision = ROLLBACK
-        reasons = [r for r in reasons if ("breached" in r and "shared cause" not in r) or "regressed" in r]
-    elif reasons:
-        decision = HOLD
-    else:
-        decision = PROMOTE
-        reasons.append("every criterion shown" + (f"; no regression against {baseline}" if baseline else ""))
+    decision, reasons = conclude(criteria, comparison, reasons, "every criterion shown"
+                                 + (f"; no regression against {baseline}" if baseline else ""))
 
     per_endpoint = []
     for ep in endpoints:

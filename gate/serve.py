@@ -26,11 +26,18 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Response, jsonify, request
+from flask.json.provider import DefaultJSONProvider
 
 from canary_guard.cli import plan_from_args
+
+if TYPE_CHECKING:
+    from canary_guard.plan import Plan
+
+    from .evaluate import Report
 
 HOLD_RETRY_AFTER = 60  # seconds, for GET /gate's 503
 STATUS = {"promote": 200, "hold": 503, "rollback": 409}
@@ -41,16 +48,17 @@ class BadRequest(ValueError):
     pass
 
 
-def create_app(plan, prometheus: str, timeout: float = 10.0) -> Flask:
+def create_app(plan: Plan, prometheus: str, timeout: float = 10.0) -> Flask:
     from .cli import finite, judge, pick_tracks
     from .evaluate import phase_index
     from .prom import Prometheus, PrometheusError, parse_time
 
     app = Flask("canary_guard.gate.serve")
-    app.json.sort_keys = False
+    app.json = json_provider = DefaultJSONProvider(app)
+    json_provider.sort_keys = False  # a report's fields in their order, not alphabetical
     last_timed = max((i for i, p in enumerate(plan.phases) if p.duration is not None), default=0)
 
-    def decide(source: dict[str, Any], default_phase: int | None = None):
+    def decide(source: Mapping[str, Any], default_phase: int | None = None) -> Report:
         phase = source.get("phase")
         if phase in (None, ""):
             if default_phase is None:
@@ -61,7 +69,7 @@ def create_app(plan, prometheus: str, timeout: float = 10.0) -> Flask:
                 index = phase_index(plan, str(phase))
             except ValueError as err:
                 raise BadRequest(f"phase: {err}") from None
-        def field(name: str, parse):
+        def field(name: str, parse: Callable[[str], float]) -> float | None:
             try:
                 return parse(str(source[name])) if source.get(name) else None
             except ValueError as err:
@@ -84,24 +92,24 @@ def create_app(plan, prometheus: str, timeout: float = 10.0) -> Flask:
         finally:
             prom.close()
 
-    def report_json(report) -> dict:
+    def report_json(report: Report) -> Any:
         return finite(report.to_dict())  # JSON has no Infinity
 
     @app.errorhandler(BadRequest)
-    def bad_request(err: BadRequest):
+    def bad_request(err: BadRequest) -> tuple[Response, int]:
         return jsonify({"error": str(err)}), 400
 
     @app.errorhandler(PrometheusError)
-    def no_prometheus(err: PrometheusError):
+    def no_prometheus(err: PrometheusError) -> tuple[Response, int]:
         log.warning("prometheus", extra={"error": str(err)})
         return jsonify({"error": str(err), "decision": None}), 502
 
     @app.get("/healthz")
-    def healthz():
+    def healthz() -> Response:
         return jsonify({"status": "ok", "plan": plan.name})
 
     @app.get("/gate")
-    def gate():
+    def gate() -> Response:
         report = decide(request.args)
         resp = jsonify(report_json(report))
         resp.status_code = STATUS[report.decision]
@@ -110,7 +118,7 @@ def create_app(plan, prometheus: str, timeout: float = 10.0) -> Flask:
         return resp
 
     @app.get("/argo")
-    def argo():
+    def argo() -> Response:
         # Always 200 with the report, so that Argo evaluates its conditions on result.decision;
         # a 5xx would be a measurement error instead.
         return jsonify(report_json(decide(request.args)))
@@ -152,7 +160,7 @@ def create_app(plan, prometheus: str, timeout: float = 10.0) -> Flask:
 
 
 def serve(args: argparse.Namespace) -> int:
-    from waitress import create_server
+    from waitress.server import create_server
 
     plan = plan_from_args(args)
     if not plan.phases:

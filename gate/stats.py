@@ -83,6 +83,7 @@ def probes_to_show(budget: float, confidence: float, events: int = 0) -> int:
     99.9% availability at 95% confidence, 299 for a 1% error rate.
     """
     if budget <= 0:
+        # no number of trials shows a zero budget; callers compare counts with it
         return math.inf  # type: ignore[return-value]
     if budget >= 1:
         return 1

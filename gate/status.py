@@ -11,11 +11,17 @@ import logging
 import math
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from canary_guard.cli import add_plan_argument, plan_from_args
 from canary_guard.durations import format_duration
 
 from .cli import duration_arg
+
+if TYPE_CHECKING:  # imported when a command runs
+    from canary_guard.plan import Plan
+
+    from .prom import Prometheus
 
 HOME, CLEAR_EOL, CLEAR_BELOW, CLEAR = "\x1b[H", "\x1b[K", "\x1b[J", "\x1b[2J"
 HIDE_CURSOR, SHOW_CURSOR = "\x1b[?25l", "\x1b[?25h"
@@ -64,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         prom.close()
 
 
-def _live(plan, prom, tracks, window: float, interval: float) -> int:
+def _live(plan: Plan, prom: Prometheus, tracks: list[str], window: float, interval: float) -> int:
     from .prom import PrometheusError
 
     out = sys.stdout
@@ -87,7 +93,7 @@ def _live(plan, prom, tracks, window: float, interval: float) -> int:
         out.flush()
 
 
-def frame(plan, prom, tracks: list[str], window: float, at: float, color: bool) -> str:
+def frame(plan: Plan, prom: Prometheus, tracks: list[str], window: float, at: float, color: bool) -> str:
     """One screen: a row per track and endpoint, with flags against the plan's SLOs."""
     from . import stats
     from .prom import fetch_window, gauges
@@ -148,7 +154,7 @@ def frame(plan, prom, tracks: list[str], window: float, at: float, color: bool) 
     return "\n".join(lines)
 
 
-def rollout_line(prom, at: float) -> str | None:
+def rollout_line(prom: Prometheus, at: float) -> str | None:
     """``canary-guard rollout``'s phase, weight, status and last decision, when Prometheus
     scrapes its control port; None otherwise."""
     from canary_guard import contract as c

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import httpx
 
 from canary_guard.plan import (
+    Action,
     Auth,
     Command,
     DisableFeature,
@@ -54,7 +55,7 @@ def run_action(plan: Plan, name: str, *, reason: str, client: httpx.Client | Non
     return out
 
 
-def _run(plan: Plan, name: str, spec, reason: str, client: httpx.Client) -> StepResult:
+def _run(plan: Plan, name: str, spec: Action, reason: str, client: httpx.Client) -> StepResult:
     if isinstance(spec, KubectlRollback):
         exe = find_executable(spec.kubectl)
         if exe is None:
@@ -86,7 +87,7 @@ def _run(plan: Plan, name: str, spec, reason: str, client: httpx.Client) -> Step
     return StepResult(name, False, f"cannot run a {getattr(spec, 'kind', '?')} action")
 
 
-def _http(name: str, client: httpx.Client, method: str, url: str, body, headers: dict[str, str],
+def _http(name: str, client: httpx.Client, method: str, url: str, body: object, headers: dict[str, str],
           timeout: float) -> StepResult:
     try:
         resp = client.request(method, url, json=body, headers=headers, timeout=timeout)

@@ -18,8 +18,12 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from canary_guard.cli import add_plan_argument, plan_from_args
+
+if TYPE_CHECKING:
+    from canary_guard.plan import Plan
 
 DEFAULT_LISTEN = "127.0.0.1:9113"
 DEFAULT_URL = f"http://{DEFAULT_LISTEN}"
@@ -132,10 +136,10 @@ def _run(args: argparse.Namespace) -> int:
         print(f"canary-guard rollout: {e}", file=sys.stderr)
         return 1
     if args.gate_url:
-        engine.gate = GateService(args.gate_url, plan.rollout.gate_timeout)
+        engine.gate = GateService(args.gate_url, engine.spec.gate_timeout)
     else:
         engine.gate = GateProcess(str(write_gate_plan(plan, store.path, engine.scale)), args.prometheus,
-                                  plan.rollout.gate_timeout)
+                                  engine.spec.gate_timeout)
     try:
         server = make_server(engine, host, port, token)
     except OSError as e:
@@ -145,7 +149,7 @@ def _run(args: argparse.Namespace) -> int:
     log = logging.getLogger("canary_guard.rollout")
     log.info("control port", extra={"url": f"http://{args.listen}", "state_dir": str(store.path)})
 
-    def stop(signum, frame):  # the state is saved at every step: stopping loses nothing
+    def stop(signum: int, frame: object) -> NoReturn:  # the state is saved at every step: nothing lost
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
@@ -157,13 +161,13 @@ def _run(args: argparse.Namespace) -> int:
     finally:
         server.shutdown()
         store.unlock()
-    st = engine.state
+    st = engine.st
     print(f"rollout {st.status}: phase {plan.phases[st.phase].name}, weight {_pct(st.weight)}",
           file=sys.stderr)
     return code
 
 
-def write_gate_plan(plan, state_dir: Path, scale: float) -> Path:
+def write_gate_plan(plan: Plan, state_dir: Path, scale: float) -> Path:
     """The plan the gate judges with: the rollout's own, phase durations scaled with the rollout's
     clock, so that the gate's "has the phase run its duration" agrees with the rollout's."""
     if scale != 1:
@@ -180,7 +184,8 @@ def write_gate_plan(plan, state_dir: Path, scale: float) -> Path:
 # -- the control commands -------------------------------------------------------------------------
 
 
-def _request(args, method: str, path: str, body: dict | None = None):
+def _request(args: argparse.Namespace, method: str, path: str,
+             body: dict[str, Any] | None = None) -> tuple[int, Any]:
     import httpx
 
     token = os.environ.get(args.token_env, "").strip()
@@ -242,7 +247,7 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _pct(w) -> str:
+def _pct(w: float | None) -> str:
     return "-" if w is None else f"{w:g}%"
 
 

@@ -24,7 +24,9 @@ from canary_guard.durations import format_duration
 from canary_guard.plan import Plan
 
 from .actions import run_action
+from .gate import Gate
 from .state import APPLY, WAIT, State, StateDir, StateError
+from .watch import WebhookWatch
 from .weights import Applied, apply_weight
 
 log = logging.getLogger("canary_guard.rollout")
@@ -42,7 +44,8 @@ def plan_digest(plan: Plan) -> str:
 
 
 class Rollout:
-    def __init__(self, plan: Plan, store: StateDir, gate, watch=None, *, time_scale: float | None = None,
+    def __init__(self, plan: Plan, store: StateDir, gate: Gate | None,
+                 watch: WebhookWatch | None = None, *, time_scale: float | None = None,
                  clock: Callable[[], float] = time.time,
                  weight_fn: Callable[..., Applied] = apply_weight):
         if plan.rollout is None:
@@ -65,6 +68,13 @@ class Rollout:
         self.weight_failures = 0
         self.retry_at = 0.0
 
+    @property
+    def st(self) -> State:
+        """The rollout's state once ``open()`` has read or created it."""
+        if self.state is None:
+            raise StateError("the rollout is not open: call open() first")
+        return self.state
+
     # -- time -----------------------------------------------------------------------------------
 
     @property
@@ -79,7 +89,7 @@ class Rollout:
         return max(MIN_INTERVAL, seconds * self.scale)
 
     def phase_end(self) -> float | None:
-        st = self.state
+        st = self.st
         d = self.phase_duration(st.phase)
         return None if d is None or st.phase_started is None else st.phase_started + d
 
@@ -111,7 +121,7 @@ class Rollout:
     def _resume_note(self, st: State) -> dict[str, Any]:
         ph = self.plan.phases[st.phase]
         note: dict[str, Any] = {"status": st.status, "phase": ph.name, "step": st.step, "weight": st.weight}
-        if st.status == "rolling_back":
+        if st.status == "rolling_back" and st.rollback is not None:
             note["note"] = f"finishing the rollback (stage {st.rollback.get('stage')})"
         elif st.step == WAIT:
             started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(st.phase_started))
@@ -128,7 +138,7 @@ class Rollout:
         """Walk the phases until the rollout completes, rolls back, stops or is aborted."""
         while True:
             with self.lock:
-                st = self.state
+                st = self.st
                 if st.terminal:
                     return EXIT_CODES[st.status]
                 status, step = st.status, st.step
@@ -157,7 +167,7 @@ class Rollout:
         return max(0.0, self.next_watch - self.clock())
 
     def _wait_or_gate(self) -> None:
-        st, now = self.state, self.clock()
+        st, now = self.st, self.clock()
         end = self.phase_end()
         if end is None:  # the last phase has no duration: nothing to wait for
             with self.lock:
@@ -173,7 +183,7 @@ class Rollout:
 
     def _apply_phase(self) -> None:
         with self.lock:
-            st = self.state
+            st = self.st
             if st.status != "running" or st.step != APPLY:
                 return
             i = st.phase
@@ -222,9 +232,11 @@ class Rollout:
     # -- the gate -------------------------------------------------------------------------------
 
     def _run_gate(self) -> None:
-        st = self.state
+        st = self.st
         i, since = st.phase, st.phase_started
         ph = self.plan.phases[i]
+        if self.gate is None:
+            raise StateError("the rollout has no gate to ask")
         decision = self.gate.decide(i + 1, since)
         self.gate_runs[decision.decision] += 1
         now = self.clock()
@@ -260,7 +272,7 @@ class Rollout:
     # -- rollback, stop and abort: weight 0, then (after a gate rollback) the rollback action -----
 
     def _start_rollback(self, source: str, reason: str) -> None:
-        st = self.state
+        st = self.st
         st.status = "rolling_back"
         st.rollback = {"source": source, "reason": reason, "stage": "weight", "at": round(self.clock(), 3),
                        "phase": self.plan.phases[st.phase].name}
@@ -269,10 +281,12 @@ class Rollout:
         self.wake.set()
 
     def _finish_rollback(self) -> None:
-        st = self.state
+        st = self.st
         rb = st.rollback
+        if rb is None:
+            raise StateError("no rollback to finish")
         if rb["stage"] == "weight":
-            applied = None
+            applied = Applied(False, 0.0, None, "not tried")
             for attempt in range(1, WEIGHT_ATTEMPTS + 1):
                 self._audit("weight_apply", phase=rb["phase"], weight=0, previous=st.weight, attempt=attempt)
                 applied = self.weight_fn(self.spec.weight, 0, st.weight, phase=rb["phase"])
@@ -290,7 +304,7 @@ class Rollout:
                     rb["weight_error"] = applied.detail  # the rollback action still runs
                 rb["stage"] = "action" if rb["source"] == "gate" and self.spec.rollback else "done"
                 self.store.save(st)
-        if rb["stage"] == "action":
+        if rb["stage"] == "action" and self.spec.rollback is not None:
             seen = self.watch.look(st.started) if self.watch is not None and self.watch.enabled() else None
             if seen is not None:
                 with self.lock:
@@ -323,7 +337,7 @@ class Rollout:
             self._finish(status, rb["reason"])
 
     def _finish(self, status: str, reason: str) -> None:
-        st = self.state
+        st = self.st
         st.status = status
         if status != "completed":
             st.pause_reason = None
@@ -337,7 +351,7 @@ class Rollout:
         if self.watch is None or not self.watch.enabled() or self.clock() < self.next_watch:
             return False
         self.next_watch = self.clock() + self.interval(self.spec.watch_interval)
-        seen = self.watch.look(self.state.started)
+        seen = self.watch.look(self.st.started)
         errors = tuple(self.watch.errors)
         if errors != self.watch_errors:  # audit a change, not every look
             self.watch_errors = errors
@@ -347,7 +361,7 @@ class Rollout:
         if seen is None:
             return False
         with self.lock:
-            if self.state.terminal or self.state.status == "rolling_back":
+            if self.st.terminal or self.st.status == "rolling_back":
                 return False
             self._audit("webhook_rollback_seen", source=seen.source, detail=seen.detail)
             self._start_rollback("webhook", seen.detail)
@@ -356,14 +370,14 @@ class Rollout:
     # -- controls (from the control port) -------------------------------------------------------
 
     def _pause(self, reason: str, by: str) -> None:
-        st = self.state
+        st = self.st
         st.status, st.pause_reason = "paused", reason
         self.store.save(st)
         self._audit("paused", reason=reason, by=by)
 
     def pause(self, reason: str = "") -> tuple[bool, str]:
         with self.lock:
-            st = self.state
+            st = self.st
             if st.status not in ("running", "awaiting_approval"):
                 return False, f"cannot pause a rollout that is {st.status}"
             self._pause(reason or "paused by a person", by="operator")
@@ -373,7 +387,7 @@ class Rollout:
 
     def resume(self) -> tuple[bool, str]:
         with self.lock:
-            st = self.state
+            st = self.st
             if st.status != "paused":
                 return False, f"cannot resume a rollout that is {st.status}"
             st.status, st.pause_reason = "running", None
@@ -386,7 +400,7 @@ class Rollout:
 
     def abort(self, reason: str = "") -> tuple[bool, str]:
         with self.lock:
-            st = self.state
+            st = self.st
             if st.terminal or st.status == "rolling_back":
                 return False, f"cannot abort a rollout that is {st.status}"
             self._start_rollback("abort", reason or "aborted by a person")
@@ -395,7 +409,7 @@ class Rollout:
     def approve(self, phase: int | None = None) -> tuple[bool, str]:
         """Approve the waiting phase, or a later one ahead of time (``phase`` is 1-based)."""
         with self.lock:
-            st = self.state
+            st = self.st
             if st.terminal or st.status == "rolling_back":
                 return False, f"nothing to approve: the rollout is {st.status}"
             index = st.phase if phase is None else phase - 1
@@ -420,7 +434,7 @@ class Rollout:
 
     def snapshot(self) -> dict[str, Any]:
         with self.lock:
-            st = self.state
+            st = self.st
             doc = st.to_dict()
             ph = self.plan.phases[st.phase]
             end = self.phase_end()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -38,6 +38,12 @@ def _from_report(doc: Any, expected: str | None) -> Decision:
         return Decision(ERROR, [f"the gate's exit status says {expected}, its report {doc['decision']}"])
     reasons = [str(r) for r in doc.get("reasons") or []]
     return Decision(doc["decision"], reasons, doc)
+
+
+class Gate(Protocol):
+    """What the rollout asks at the end of a phase (``GateProcess``, ``GateService``)."""
+
+    def decide(self, phase: int, since: float | None) -> Decision: ...
 
 
 class GateProcess:

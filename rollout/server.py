@@ -14,13 +14,16 @@ from __future__ import annotations
 import hmac
 import json
 import threading
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from canary_guard import contract as c
+
+from .engine import Rollout
 
 MAX_BODY = 64 * 1024
 
@@ -28,10 +31,10 @@ MAX_BODY = 64 * 1024
 class RolloutCollector:
     """Reads the rollout's state at scrape time, so metrics and state never disagree."""
 
-    def __init__(self, rollout):
+    def __init__(self, rollout: Rollout):
         self.rollout = rollout
 
-    def collect(self):
+    def collect(self) -> Iterator[Metric]:
         r = self.rollout
         doc = r.snapshot()
         phase = GaugeMetricFamily(c.ROLLOUT_PHASE, "The current phase's number (1-based), labelled with "
@@ -70,14 +73,14 @@ class RolloutCollector:
         yield changes
 
 
-def make_server(rollout, host: str, port: int, token: str | None) -> ThreadingHTTPServer:
+def make_server(rollout: Rollout, host: str, port: int, token: str | None) -> ThreadingHTTPServer:
     registry = CollectorRegistry()
     registry.register(RolloutCollector(rollout))
 
     class Handler(BaseHTTPRequestHandler):
         server_version = "canary-guard-rollout"
 
-        def _send(self, code: int, obj, content_type: str = "application/json") -> None:
+        def _send(self, code: int, obj: object, content_type: str = "application/json") -> None:
             data = obj if isinstance(obj, bytes) else (json.dumps(obj, indent=2) + "\n").encode()
             self.send_response(code)
             self.send_header("Content-Type", content_type)
@@ -141,7 +144,7 @@ def make_server(rollout, host: str, port: int, token: str | None) -> ThreadingHT
                 return
             self._send(200 if ok else 409, {"ok": ok, "message": msg, "status": rollout.snapshot()["status"]})
 
-        def log_message(self, *args) -> None:
+        def log_message(self, format: str, *args: object) -> None:
             pass
 
     server = ThreadingHTTPServer((host, port), Handler)

@@ -21,6 +21,7 @@ import httpx
 
 from canary_guard.contract import ALERT_ACTION
 from canary_guard.plan import KubectlRollback, Plan, Sequence
+from canary_guard.plan.rollout import RolloutWebhook
 
 # Runs that changed nothing (the webhook's run statuses).
 INERT_RUNS = ("dry_run", "cooldown", "refused", "unknown_action")
@@ -64,7 +65,7 @@ class WebhookWatch:
             return None
         found = self._alerts() if self.prometheus else None
         if found is None and self.webhook is not None:
-            found = self._webhook(since)
+            found = self._webhook(self.webhook, since)
         return found
 
     def alerts_query(self) -> str:
@@ -90,8 +91,7 @@ class WebhookWatch:
         return Sighting("alerts", f"alert {labels.get('alertname', '?')} is firing ({where}) with action "
                                   f"{labels.get(ALERT_ACTION)}: the webhook rolls back")
 
-    def _token(self) -> str | None:
-        w = self.webhook
+    def _token(self, w: RolloutWebhook) -> str | None:
         if w.token_env and os.environ.get(w.token_env):
             return os.environ[w.token_env].strip()
         if w.token_file:
@@ -101,9 +101,8 @@ class WebhookWatch:
                 self.errors.append(f"webhook token file {w.token_file}: {err.strerror}")
         return None
 
-    def _webhook(self, since: float) -> Sighting | None:
-        w = self.webhook
-        token = self._token()
+    def _webhook(self, w: RolloutWebhook, since: float) -> Sighting | None:
+        token = self._token(w)
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         url = f"{w.url}/api/actions"
         try:

@@ -22,12 +22,15 @@ from canary_guard.plan import (
     Http,
     HttpRouteWeight,
     IngressNginxWeight,
+    WeightAction,
 )
 from canary_guard.process import find_executable, run_argv
 
 CANARY_ANNOTATION = "nginx.ingress.kubernetes.io/canary"
 WEIGHT_ANNOTATION = "nginx.ingress.kubernetes.io/canary-weight"
 HTTPROUTE = "httproutes.gateway.networking.k8s.io"
+
+KubectlWeight = IngressNginxWeight | HttpRouteWeight | DeploymentRatio
 HTTP_BODY_LIMIT = 500
 
 
@@ -40,7 +43,7 @@ class Applied:
     steps: tuple[str, ...] = ()  # each command or request, in order
 
 
-def apply_weight(spec, weight: float, previous: float | None = None, *, phase: str = "",
+def apply_weight(spec: WeightAction, weight: float, previous: float | None = None, *, phase: str = "",
                  client: httpx.Client | None = None) -> Applied:
     """Set the canary's weight (0-100) with the plan's weight action; never raises for a failure."""
     if isinstance(spec, IngressNginxWeight):
@@ -59,7 +62,7 @@ def apply_weight(spec, weight: float, previous: float | None = None, *, phase: s
 # -- Kubernetes ---------------------------------------------------------------------------------
 
 
-def kubectl_argv(spec, *args: str) -> list[str] | None:
+def kubectl_argv(spec: KubectlWeight, *args: str) -> list[str] | None:
     exe = find_executable(spec.kubectl)
     if exe is None:
         return None
@@ -69,7 +72,7 @@ def kubectl_argv(spec, *args: str) -> list[str] | None:
     return argv
 
 
-def _not_found(spec, weight: float) -> Applied:
+def _not_found(spec: KubectlWeight, weight: float) -> Applied:
     return Applied(False, weight, None, f"{spec.kubectl!r} not found (on PATH or as an executable path); "
                    "install kubectl or set rollout.weight.kubectl")
 
@@ -127,6 +130,8 @@ def _httproute(spec: HttpRouteWeight, weight: float) -> Applied:
                        f"{where}: {which} has backendRefs named {spec.canary_backend!r} and "
                        f"{spec.stable_backend!r}; check rollout.weight", tuple(steps))
     patch = kubectl_argv(spec, "patch", HTTPROUTE, spec.route, "--type", "json", "-p", json.dumps(ops))
+    if patch is None:  # kubectl vanished between the get and the patch
+        return _not_found(spec, weight)
     steps.append(" ".join(patch[1:]))
     done = run_argv(patch, spec.timeout)
     rules = len({op["path"].split("/")[3] for op in ops})

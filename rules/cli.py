@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from canary_guard.cli import add_plan_argument, plan_from_args
+
+if TYPE_CHECKING:
+    from canary_guard.plan import Plan
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="a directory written by `rules render` (default: render the plan now)")
 
 
-def _warnings(plan) -> None:
+def _warnings(plan: Plan) -> None:
     for warning in getattr(plan, "trigger_warnings", lambda: [])():
         print(f"warning: {warning}", file=sys.stderr)
 

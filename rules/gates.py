@@ -79,9 +79,7 @@ def test_cases(plan: Plan, cases: Cases) -> list[UnitTest]:
             out.append(Series(selector(f"{dur}_count", track=track, endpoint=e.name), count))
             out.append(Series(selector(f"{dur}_sum", track=track, endpoint=e.name),
                               encode(cumulative([lat] * n))))
-            for b in [*bounds, "+Inf"]:
-                le = b if isinstance(b, str) else number(b)
-                hit = b == "+Inf" or b >= lat
+            for le, hit in [*((number(b), b >= lat) for b in bounds), ("+Inf", True)]:
                 out.append(Series(
                     selector(f"{dur}_bucket", track=track, endpoint=e.name, le=le),
                     count if hit else encode([0] * (n + 1))))

@@ -7,6 +7,7 @@ the PrometheusRule and the promtool tests cannot disagree about a name or an exp
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 
@@ -32,4 +33,4 @@ class AlertRule:
 class RuleGroup:
     name: str
     interval: float
-    rules: list[RecordingRule | AlertRule]
+    rules: Sequence[RecordingRule | AlertRule]

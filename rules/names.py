@@ -38,3 +38,24 @@ def ratio(level: str, what: str, window: float) -> str:
 def latency(level: str, stat: str, window: float) -> str:
     """``track_endpoint:canary_probe_duration_seconds:avg_rate1m`` (stat: avg, p95, p99)."""
     return f"{level}:{contract.PROBE_DURATION}:{stat}_rate{w(window)}"
+
+
+# -- the service's own traffic (rules/traffic.py): the same levels, plan names in the labels ------
+
+_TRAFFIC = contract.TRAFFIC_PREFIX  # canary_traffic
+
+
+def traffic(level: str, window: float, outcome: str | None = None) -> str:
+    """``track_endpoint:canary_traffic_requests:rate5m`` (requests the ratios count, per second);
+    outcome ``error``: the failed ones."""
+    return f"{level}:{_TRAFFIC}_requests{'_' + outcome if outcome else ''}:rate{w(window)}"
+
+
+def traffic_ratio(level: str, what: str, window: float) -> str:
+    """``track_endpoint:canary_traffic_error_ratio:ratio_rate5m`` (what: error_ratio, availability)."""
+    return f"{level}:{_TRAFFIC}_{what}:ratio_rate{w(window)}"
+
+
+def traffic_latency(level: str, stat: str, window: float) -> str:
+    """``track_endpoint:canary_traffic_duration_seconds:p99_rate5m`` (stat: avg, p95, p99)."""
+    return f"{level}:{_TRAFFIC}_duration_seconds:{stat}_rate{w(window)}"

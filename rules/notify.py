@@ -16,6 +16,7 @@ channel. It reads the ``value`` and ``webhook_action`` annotations when an alert
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from canary_guard.contract import (
@@ -166,7 +167,8 @@ def _webhook(plan: Plan, ch: Webhook) -> dict[str, Any]:
     return {"webhook_configs": [cfg]}
 
 
-_BUILDERS = {Slack: _slack, Email: _email, PagerDuty: _pagerduty, Webhook: _webhook}
+_BUILDERS: dict[type, Callable[[Plan, Any], dict[str, Any]]] = {
+    Slack: _slack, Email: _email, PagerDuty: _pagerduty, Webhook: _webhook}
 
 
 def receivers(plan: Plan) -> list[dict[str, Any]]:

@@ -6,6 +6,7 @@ Trigger units and the phase gates build these; ``render.py`` writes them as
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 
@@ -46,7 +47,15 @@ def number(v: float) -> str:
     return repr(float(v))
 
 
-def encode(values: list[float | None]) -> str:
+def _step(values: Sequence[float | None], i: int) -> Fraction | None:
+    """values[i + 1] - values[i], exactly; None past the end or next to a gap."""
+    if i + 1 >= len(values):
+        return None
+    a, b = values[i], values[i + 1]
+    return None if a is None or b is None else Fraction(b) - Fraction(a)
+
+
+def encode(values: Sequence[float | None]) -> str:
     """promtool's series notation: runs with a constant step become ``a+bxn``, gaps ``_``."""
     out: list[str] = []
     i = 0
@@ -60,10 +69,9 @@ def encode(values: list[float | None]) -> str:
             i = j + 1
             continue
         j = i
-        if i + 1 < len(values) and values[i + 1] is not None:
-            step = Fraction(values[i + 1]) - Fraction(v)
-            while (j + 1 < len(values) and values[j + 1] is not None
-                   and Fraction(values[j + 1]) - Fraction(values[j]) == step):
+        step = _step(values, i)
+        if step is not None:
+            while _step(values, j) == step:
                 j += 1
             if j - i >= 2:
                 sign = "+" if step >= 0 else "-"
@@ -75,7 +83,7 @@ def encode(values: list[float | None]) -> str:
     return " ".join(out)
 
 
-def cumulative(increments: list[float]) -> list[float]:
+def cumulative(increments: Sequence[float]) -> list[float]:
     """A counter's samples from its increments, starting at 0 (exact: no float drift)."""
     out, total = [0.0], Fraction(0)
     for inc in increments:

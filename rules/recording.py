@@ -38,9 +38,9 @@ def window_rules(window: float) -> list[RecordingRule]:
                 sel = f'{contract.PROBES}{{{contract.OUTCOME}="{outcome}"}}'
                 out.append(RecordingRule(probes(level, window, outcome), f"sum by ({by}) (rate({sel}[{W}]))"))
         else:
-            for outcome in (None, *RATE_OUTCOMES):
-                out.append(RecordingRule(probes(level, window, outcome),
-                                         f"sum by ({track_by}) ({probes(endpoint_level, window, outcome)})"))
+            for counted in (None, *RATE_OUTCOMES):
+                out.append(RecordingRule(probes(level, window, counted),
+                                         f"sum by ({track_by}) ({probes(endpoint_level, window, counted)})"))
         # numerator and denominator are aggregated first, then divided (never average ratios)
         out.append(RecordingRule(
             ratio(level, "error_ratio", window),

@@ -12,7 +12,7 @@ import re
 
 from canary_guard.plan import Plan, Trigger
 
-from . import gates, kinds, own, recording
+from . import gates, kinds, own, recording, traffic
 from .model import AlertRule, RecordingRule, RuleGroup
 
 
@@ -52,16 +52,19 @@ def build_groups(plan: Plan) -> list[RuleGroup]:
     Prometheus runs the rules of a group one after the other and different groups side by side,
     so the recording rules are split by who waits for them: ``-recording`` holds exactly what
     the alerts read, the units' own rules, and what those read; ``-recording-slow`` the rest
-    of the family (windows and levels only phase gates and dashboards read, and every latency
-    quantile), evaluated ``SLOW_EVERY`` times less often. At 1,000 endpoints the slow part costs several
-    times the other (long windows hold many samples; a quantile takes the rate of every
-    histogram bucket: bench/bench_scale.py); apart, it never holds up a rollback alert, and run
-    less often it leaves Prometheus the CPU for the alerts.
+    of the family (windows and levels only phase gates and dashboards read, the service's
+    traffic at its window, and every latency quantile), evaluated ``SLOW_EVERY`` times less
+    often. At 1,000 endpoints the slow part costs several times the other (long windows hold
+    many samples; a quantile takes the rate of every histogram bucket: bench/bench_scale.py);
+    apart, it never holds up a rollback alert, and run less often it leaves Prometheus the CPU
+    for the alerts.
     """
     interval = plan.prometheus.evaluation_interval
     prefix = f"canary-guard-{plan.name}"
     contexts = kinds.contexts(plan)
     recorded: list[RecordingRule] = [r for win in windows(plan) for r in recording.window_rules(win)]
+    # the service's own traffic at its window, for the dashboard and status (rules/traffic.py)
+    recorded += traffic.default_rules(plan)
     # a unit's own rules follow the family; triggers of one kind may ask for the same rule
     units_own = [r for ctx in contexts for r in ctx.unit.recording_rules(ctx)]
     for rule in units_own:

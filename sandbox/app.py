@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from canary_guard.plan import Endpoint, Plan
 
@@ -170,13 +171,14 @@ def _open_route(path: str) -> bool:
 
 
 @web.middleware
-async def middleware(request: web.Request, handler) -> web.StreamResponse:
+async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     sandbox = request.app[SANDBOX]
     started = time.perf_counter()
     status: int | str = "-"
     counted = sandbox.metric_routes.get((request.method, request.path))
     if counted:
         sandbox.service_metrics.started(counted)
+    resp: web.StreamResponse
     try:
         if not _open_route(request.path) and not sandbox.authorized(request):
             resp = error_response(
@@ -229,7 +231,7 @@ def _allow(exc: web.HTTPException) -> dict[str, str] | None:
 
 # -- the plan's endpoints ---------------------------------------------------------------------
 
-def endpoint_handler(ep: Endpoint):
+def endpoint_handler(ep: Endpoint) -> Handler:
     expects_object = isinstance(ep.body, dict)
     needed = list(ep.body) if expects_object else []
     takes_body = ep.method in ("POST", "PUT", "PATCH")

@@ -237,7 +237,9 @@ class Bodies:
         }
 
     def explainable_ai(self, req: Body) -> Body:
-        given = req.get("input_data") if isinstance(req.get("input_data"), dict) else {}
+        given = req.get("input_data")
+        if not isinstance(given, dict):
+            given = {}
         features = given.get("features") or [0.0]
         weights = [self._p(0, 1, 3) for _ in features]
         total = sum(weights) or 1.0

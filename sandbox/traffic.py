@@ -20,10 +20,15 @@ import signal
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from canary_guard import __version__
 from canary_guard.cli import add_plan_argument, plan_from_args
 from canary_guard.durations import format_duration, parse_duration
+from canary_guard.plan import Endpoint, Plan
+
+if TYPE_CHECKING:  # aiohttp is imported when traffic is sent
+    import aiohttp
 
 log = logging.getLogger("traffic")
 
@@ -111,7 +116,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=None, help="seed the track and endpoint draws")
 
 
-def default_split(plan) -> dict[str, float]:
+def default_split(plan: Plan) -> dict[str, float]:
     share = plan.phases[0].traffic_percent if plan.phases else 5.0
     guarded = plan.guarded_tracks()
     return {t: share / len(guarded) for t in guarded} if len(guarded) < len(plan.targets) else {}
@@ -175,7 +180,7 @@ class Generator:
                                 else json.dumps(e.body, separators=(",", ":")).encode())
                        for e in endpoints}
 
-    async def _send(self, session, track: str, ep) -> None:
+    async def _send(self, session: aiohttp.ClientSession, track: str, ep: Endpoint) -> None:
         import aiohttp
 
         tally = self.tallies[track]

@@ -67,9 +67,17 @@ def simulate(s: Scenario, endpoint: str, scrape: float) -> list[tuple[float, dic
     return out
 
 
-def write_openmetrics(scenarios: list[Scenario], path: Path, scrape: float = 30.0) -> None:
+def write_openmetrics(scenarios: list[Scenario], path: Path, scrape: float = 30.0,
+                      traffic: list[Scenario] | None = None, job: str = "svc",
+                      error_type: str = "internal") -> None:
+    """The probe scenarios as the exporter's series; ``traffic``: more scenarios as the
+    service's own request metrics (RecoveryOS's names and labels, the track added by scraping),
+    each failure counted with ``error_type``."""
     series = [(s, ep, simulate(s, ep, scrape)) for s in scenarios for ep in s.endpoints]
     with path.open("w") as f:
+        if traffic:
+            _write_traffic(f, [(s, ep, simulate(s, ep, scrape)) for s in traffic for ep in s.endpoints],
+                           job, error_type)
         f.write("# TYPE canary_probes counter\n")
         for s, ep, points in series:
             for outcome in ("success", "error"):
@@ -85,6 +93,29 @@ def write_openmetrics(scenarios: list[Scenario], path: Path, scrape: float = 30.
                 f.write(f"canary_probe_duration_seconds_count{{{lab}}} {p['count']} {t:.3f}\n")
                 f.write(f"canary_probe_duration_seconds_sum{{{lab}}} {p['sum']:.6f} {t:.3f}\n")
         f.write("# EOF\n")
+
+
+def _write_traffic(f, series, job: str, error_type: str) -> None:
+    base = 'job="{job}",track="{track}",endpoint="{ep}",version="2.4.1",env="production"'
+    f.write("# TYPE recoveryos_requests counter\n")
+    for s, ep, points in series:
+        lab = base.format(job=job, track=s.track, ep=ep)
+        for status in ("success", "error"):
+            for t, p in points:
+                f.write(f'recoveryos_requests_total{{{lab},status="{status}"}} {p[status]} {t:.3f}\n')
+    f.write("# TYPE recoveryos_errors counter\n")
+    for s, ep, points in series:
+        lab = base.format(job=job, track=s.track, ep=ep)
+        for t, p in points:
+            f.write(f'recoveryos_errors_total{{{lab},error_type="{error_type}"}} {p["error"]} {t:.3f}\n')
+    f.write("# TYPE recoveryos_request_duration_seconds histogram\n")
+    for s, ep, points in series:
+        lab = base.format(job=job, track=s.track, ep=ep)
+        for t, p in points:
+            for b, c in zip(BUCKETS, p["buckets"], strict=True):
+                f.write(f'recoveryos_request_duration_seconds_bucket{{{lab},le="{_le(b)}"}} {c} {t:.3f}\n')
+            f.write(f"recoveryos_request_duration_seconds_count{{{lab}}} {p['count']} {t:.3f}\n")
+            f.write(f"recoveryos_request_duration_seconds_sum{{{lab}}} {p['sum']:.6f} {t:.3f}\n")
 
 
 def backfill(promtool: str, openmetrics: Path, data_dir: Path) -> None:

@@ -49,7 +49,16 @@ def known(shipped, tmp_path_factory):
     # the triggers' alerts, and canary-guard's own (rules/own.py: the webhook down or failing)
     assert {a for a in alerts if not a.startswith(contract.OWN_ALERT_PREFIX)} == {
         t.alert for t in shipped.triggers}
-    return names | records | {"ALERTS"} | rollout_metric_names(shipped, tmp)
+    return names | records | {"ALERTS"} | rollout_metric_names(shipped, tmp) | service_metric_names()
+
+
+def service_metric_names() -> set[str]:
+    """What the service exposes itself (the sandbox's /metrics, as the reference's)."""
+    from canary_guard.sandbox.metrics import ServiceMetrics
+
+    reg = ServiceMetrics(["x"], "v").registry
+    return {s.name for family in reg.collect() for s in family.samples} | {
+        contract.SERVICE_ERRORS}  # counted on the first failure only
 
 
 def rollout_metric_names(plan, tmp) -> set[str]:
@@ -117,7 +126,11 @@ def test_queries_name_only_exposed_metrics(dashboard, known):
                  "track_endpoint:canary_probe_duration_seconds:p95_rate1m",
                  "track_endpoint:canary_probe_duration_seconds:p99_rate1m",
                  "track_endpoint:canary_probe_error_ratio:ratio_rate18m45s",
-                 "track_endpoint:canary_probe_duration_seconds:avg_rate1m"):
+                 "track_endpoint:canary_probe_duration_seconds:avg_rate1m",
+                 # the service's own requests beside the probes
+                 "track_endpoint:canary_traffic_requests:rate5m",
+                 "track_endpoint:canary_traffic_error_ratio:ratio_rate5m",
+                 "track_endpoint:canary_traffic_duration_seconds:p99_rate5m", contract.SERVICE_ERRORS):
         assert name in used, name
 
 

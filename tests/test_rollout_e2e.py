@@ -172,8 +172,14 @@ def test_a_healthy_rollout_applies_every_weight_once_in_order_even_across_a_kill
     # phase 3 ran its whole (scaled) hour from its original start, across the restart
     gate3 = next(e for e in audit if e["event"] == "gate" and e["phase"] == "phase_3")
     assert gate3["ts"] - before["phase_started"] >= PHASE - 0.5
-    assert [e["decision"] for e in audit if e["event"] == "gate"] == ["promote"] * 4, \
-        [e.get("reasons") for e in audit if e["event"] == "gate"]
+    # each phase promoted once, in order; a busy machine may probe too little for the first
+    # window to show a criterion: that is a hold (never a promote) until it does, and nothing else
+    gates = [e for e in audit if e["event"] == "gate"]
+    assert [e["phase"] for e in gates if e["decision"] == "promote"] == \
+        ["phase_1", "phase_2", "phase_3", "phase_4"], [(e["phase"], e.get("reasons")) for e in gates]
+    for hold in (e for e in gates if e["decision"] != "promote"):
+        assert hold["decision"] == "hold", hold
+        assert hold["reasons"] and all("not shown" in r for r in hold["reasons"]), hold
     assert stack.cluster.patches == []  # no rollback
 
 

@@ -138,13 +138,29 @@ def test_generated_tests_cover_the_issue_boundaries(renders):
         assert any(a == "CanaryProbesMissing" and v for (a, _), v in got.items())
         rollback = {a for (a, _), v in got.items() if a != "CanaryProbesMissing"}
         assert rollback == {"CanaryErrorRateHigh", "CanaryLatencySustained", "CanaryAvailabilityLow",
-                            "CanaryNullResponseStreak", "CanaryPIIExposure"}
+                            "CanaryNullResponseStreak", "CanaryPIIExposure", "CanaryTrafficErrorRateHigh",
+                            "CanaryTrafficLatencySustained", "CanaryTrafficAvailabilityLow"}
         assert all(v == [] for (a, _), v in got.items() if a in rollback)
     # stable breaches roll nothing back; disabled 503s are not errors
     assert all(v == [] for v in checks(
         "CanaryErrorRateHigh: the same breach on unguarded track stable rolls nothing back").values())
     for alert in ("CanaryErrorRateHigh", "CanaryAvailabilityLow"):
         assert f"{alert}: disabled feature continual_learning answering 503 does not count" in by_name
+    # user traffic: 1 failure in 20 requests never rolls back; a traffic breach on stable neither;
+    # feature-flag 503s are not failures; traffic alerts are labelled source="traffic"
+    sparse = by_name["CanaryTrafficErrorRateHigh: 1 failed request in 20 (< min_requests 50) does not fire"]
+    ts = {s["series"]: s["values"] for s in sparse["input_series"]}
+    sel = ('recoveryos_requests_total{endpoint="continual_learning",version="2.4.1",env="production",'
+           'track="canary",job="recoveryos",status="%s"}')
+    assert ts[sel % "success"] == "0+1x19 19" and ts[sel % "error"] == "0+0x19 1"
+    assert list(checks(sparse["name"]).values()) == [[]]
+    fired = list(checks("CanaryTrafficErrorRateHigh: error rate of user traffic of 2.5% fires").values())[0]
+    assert fired[0]["exp_labels"]["source"] == "traffic"
+    assert all(v == [] for v in checks("CanaryTrafficErrorRateHigh: the same breach of user traffic on "
+                                       "unguarded track stable rolls nothing back").values())
+    assert "CanaryTrafficErrorRateHigh: feature_disabled failures of user traffic do not count" in by_name
+    probe = list(checks("CanaryErrorRateHigh: error rate of 2.5% fires").values())[0]
+    assert probe[0]["exp_labels"]["source"] == "probe"
 
 
 def _seconds(text: str) -> float:
@@ -306,6 +322,16 @@ MUTATIONS = [
     ("CanaryProbesMissing: probes stop for 1m15s: page, no rollback", "canary-guard.rules.yml",
      "canary_probe_last_timestamp_seconds{track=~\"canary|stable\"} > 50",
      "canary_probe_last_timestamp_seconds{track=~\"canary|stable\"} > 500"),
+    ("CanaryTrafficErrorRateHigh: 1 failed request in 20 (< min_requests 50) does not fire",
+     "canary-guard.rules.yml", ">= 50\n", ">= 5\n"),
+    ("CanaryTrafficErrorRateHigh: feature_disabled failures of user traffic do not count",
+     "canary-guard.rules.yml", 'error_type=~"feature_disabled"', 'error_type=~"nothing"'),
+    ("CanaryTrafficErrorRateHigh: error rate of user traffic of 2.5% fires", "canary-guard.rules.test.yml",
+     "is 2.5% over", "is 2.6% over"),
+    ("CanaryTrafficAvailabilityLow: availability of user traffic just inside 99.5% does not fire",
+     "canary-guard.rules.yml", "< 0.995\n", "< 0.996\n"),
+    ("CanaryTrafficLatencySustained: 4m59s of slow user traffic does not fire, 5m does",
+     "canary-guard.rules.yml", "for: 5m", "for: 4m"),
     ("phase gates: a healthy canary meets every criterion of every phase", "canary-guard.rules.yml",
      ">= bool 0.999\n", ">= bool 1.5\n"),
 ]

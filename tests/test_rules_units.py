@@ -20,7 +20,7 @@ from canary_guard.plan import TRIGGER_KINDS, load_plan
 def test_every_trigger_kind_has_exactly_one_unit():
     assert set(kinds.UNITS) == set(TRIGGER_KINDS)
     assert all(isinstance(u, TriggerUnit) and kinds.UNITS[u.kind] is u for u in kinds.UNITS.values())
-    with pytest.raises(KeyError, match="no rule unit for trigger kind 'nope'.*error_rate"):
+    with pytest.raises(KeyError, match="no rule unit for probe trigger kind 'nope'.*error_rate"):
         kinds.unit("nope")
 
 

@@ -12,16 +12,12 @@ only as a key looked up in the plan's endpoints; a label naming no plan endpoint
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import signal
-import subprocess
-import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import httpx
 
+from canary_guard import process
 from canary_guard.plan import (
     Auth,
     Command,
@@ -36,7 +32,6 @@ from canary_guard.plan import (
 from . import redact
 from .store.base import CHANGE, EMERGENCY, PAGE, ROLLBACK
 
-OUTPUT_LIMIT = 2000  # characters of stdout/stderr kept in the audit trail
 HTTP_BODY_LIMIT = 500
 
 
@@ -65,13 +60,22 @@ class Outcome:
     detail: str
 
 
+@runtime_checkable
 class RollbackAction(Protocol):
-    name: str
-    kind: str
-    timeout: float
-    # Safe to do again when a crash left it unknown whether it was done (disabling a feature
-    # twice is harmless; a second ``kubectl rollout undo`` re-deploys the bad revision).
-    idempotent: bool
+    # Read-only members: an action may hold them as fields or derive them from its spec.
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def timeout(self) -> float: ...
+
+    @property
+    def idempotent(self) -> bool:
+        """Safe to do again when a crash left it unknown whether it was done (disabling a
+        feature twice is harmless; a second ``kubectl rollout undo`` re-deploys the bad revision)."""
 
     def cooldown_key(self) -> str | None:
         """What a cooldown protects (None: idempotent, no cooldown)."""
@@ -87,38 +91,11 @@ class RollbackAction(Protocol):
 
 
 def run_argv(argv: list[str], timeout: float, env: dict[str, str] | None = None) -> Outcome:
-    """Run argv (never through a shell) with a timeout; kill its whole process group on expiry."""
-    started = time.monotonic()
-    try:
-        proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            env={**os.environ, **(env or {})}, start_new_session=True,
-        )
-    except OSError as err:
-        return Outcome(False, "failed", False, f"cannot start {argv[0]}: {err.strerror or err}")
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        out, err = proc.communicate()
-        return Outcome(False, "timeout", True,
-                       f"killed after {timeout:g}s timeout" + _output(out, err))
-    took = time.monotonic() - started
-    if proc.returncode == 0:
-        return Outcome(True, "ok", False, f"exit 0 in {took:.2f}s" + _output(out, err))
-    return Outcome(False, "failed", True, f"exit {proc.returncode}" + _output(out, err))
-
-
-def _output(out: bytes, err: bytes) -> str:
-    parts = []
-    for name, data in (("stdout", out), ("stderr", err)):
-        text = data.decode("utf-8", "replace").strip()
-        if text:
-            parts.append(f"{name}: {redact.text(text[-OUTPUT_LIMIT:], limit=None)}")
-    return ("; " + "; ".join(parts)) if parts else ""
+    """Run argv (never through a shell) with a timeout (canary_guard.process), its output masked."""
+    done = process.run_argv(argv, timeout, env, scrub=lambda text: redact.text(text, limit=None))
+    # Ran and failed, or ran out of time: another try may succeed. Could not start: it will not.
+    outcome = done.outcome if done.started else "failed"
+    return Outcome(done.ok, outcome, done.started and not done.ok, done.detail)
 
 
 @dataclass
@@ -138,10 +115,7 @@ class KubectlRollbackAction:
         return f"kubectl_rollback:{s.context or ''}/{s.namespace}/deployment/{s.deployment}"
 
     def kubectl(self) -> str | None:
-        k = self.spec.kubectl
-        if os.path.isabs(k):
-            return k if os.access(k, os.X_OK) else None
-        return shutil.which(k)
+        return process.find_executable(self.spec.kubectl)
 
     def prepare(self, ctx: AlertContext) -> dict[str, Any]:
         s = self.spec
@@ -334,10 +308,16 @@ class PageAction:
         return {"record": message}
 
     def execute(self, command: dict[str, Any], ctx: AlertContext) -> Outcome:
-        if "url" not in command:
+        if "url" not in command or not self.spec.url:
             return Outcome(True, "recorded", False,
                            "recorded for manual review (no page url configured): see / and /api/actions")
         return http_call(self.client, "POST", self.spec.url, command["body"], {}, self.spec.timeout)
+
+
+# Each action class is a RollbackAction: mypy checks this assignment, the tests check it at run
+# time (tests/test_webhook_actions.py).
+ACTION_CLASSES: tuple[type[RollbackAction], ...] = (
+    KubectlRollbackAction, CommandAction, DisableFeatureAction, HttpAction, PageAction)
 
 
 # -- the plan's actions -----------------------------------------------------------------------

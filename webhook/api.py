@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 from datetime import datetime
+from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
 
@@ -52,7 +53,7 @@ def review() -> Response:
     """Incidents that need a person: failed runs with no decision since, pages awaiting review."""
     s = current()
     need = needing(s.store, s.plan, s.actions.escalation)
-    out = []
+    out: list[dict[str, Any]] = []
     for iid, n in need.items():
         inc = s.store.incident(iid)
         if inc:

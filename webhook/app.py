@@ -10,6 +10,7 @@ from __future__ import annotations
 import secrets
 
 from flask import Flask, Response
+from flask.json.provider import DefaultJSONProvider
 from prometheus_client import Counter
 from werkzeug.exceptions import HTTPException
 
@@ -58,7 +59,8 @@ def create_app(plan: Plan, config: WebhookConfig) -> Flask:
     https = bool(config.external_url and config.external_url.startswith("https:"))
     app.config.update(SESSION_COOKIE_NAME="canary_guard_session", SESSION_COOKIE_HTTPONLY=True,
                       SESSION_COOKIE_SAMESITE="Strict", SESSION_COOKIE_SECURE=https)
-    app.json.sort_keys = False
+    app.json = json_provider = DefaultJSONProvider(app)
+    json_provider.sort_keys = False  # records keep their fields' order
     app.extensions[EXTENSION] = WebhookState(
         plan=plan, config=config, store=store, actions=actions, metrics=metrics, worker=worker,
         auth=auth,
@@ -68,6 +70,7 @@ def create_app(plan: Plan, config: WebhookConfig) -> Flask:
         access=Access(users, auth, config.insecure_no_auth), escalator=escalator,
         decisions_total=decisions_total,
     )
+    # Flask's documented way to wrap its WSGI callable; mypy sees assigning to a method
     app.wsgi_app = app.extensions[EXTENSION].receiver.mount(app.wsgi_app)  # type: ignore[method-assign]
     for blueprint in (api.bp, api.ops, views.bp):
         app.register_blueprint(blueprint)

@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import sys
+from typing import NoReturn
 
 from canary_guard.cli import add_plan_argument, plan_from_args
 
@@ -140,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
         connection_limit=args.connection_limit,
     )
 
-    def stop(signum, frame):  # noqa: ARG001
+    def stop(signum: int, frame: object) -> NoReturn:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)

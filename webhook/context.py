@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 from flask import Response, current_app, jsonify
 
 if TYPE_CHECKING:
+    from prometheus_client import Counter
+
     from canary_guard.plan import Plan
 
     from .actions import ActionSet
@@ -33,11 +35,11 @@ class WebhookState:
     worker: Worker
     auth: AlertmanagerAuth
     receiver: Receiver
-    recovered: list[int] = field(default_factory=list)  # runs marked needs_review at start
     # people (issue 11): who may read and decide, escalation to Alertmanager, decisions counter
-    access: Access | None = None
-    escalator: Escalator | None = None
-    decisions_total: Any = None
+    access: Access
+    escalator: Escalator
+    decisions_total: Counter
+    recovered: list[int] = field(default_factory=list)  # runs marked needs_review at start
 
 
 def current() -> WebhookState:

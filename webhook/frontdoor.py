@@ -71,8 +71,11 @@ class GuardedChannel(HTTPChannel):
         return "body" if elapsed > header_timeout + body_timeout else None
 
     def del_channel(self, map: Any = None) -> None:
-        if self._fileno in self.server.active_channels:
-            self.server.forget(self.client)
+        server = self.server
+        assert isinstance(server, GuardedServer)  # channel_class of GuardedServer only
+        # types-waitress: dispatcher._fileno exists, active_channels maps fileno -> channel
+        if self._fileno in server.active_channels:  # type: ignore[attr-defined, operator]
+            server.forget(self.client)
         super().del_channel(map)
 
 
@@ -85,7 +88,7 @@ class GuardedServer(TcpWSGIServer):
         self.max_per_client = max_per_client
         self.per_client: Counter[str] = Counter()
         self.closed_for: Counter[str] = Counter()  # why connections were closed early, for the log
-        super().__init__(application, map={}, dispatcher=dispatcher, adj=adj, sockinfo=adj.listen[0])
+        super().__init__(application, map={}, dispatcher=dispatcher, adj=adj, sockinfo=adj.listen[0])  # type: ignore[arg-type]  # types-waitress: listen holds sockinfo tuples
 
     def handle_accept(self) -> None:
         try:
@@ -109,7 +112,8 @@ class GuardedServer(TcpWSGIServer):
             conn.close()
             return
         self.per_client[client] += 1
-        self.channel_class(self, conn, self.fix_addr(addr), self.adj, map=self._map)
+        # types-waitress omits wasyncore.dispatcher's _map (the socket map given to __init__)
+        self.channel_class(self, conn, self.fix_addr(addr), self.adj, map=self._map)  # type: ignore[attr-defined]
 
     def forget(self, client: str) -> None:
         self.per_client[client] -= 1
@@ -117,8 +121,11 @@ class GuardedServer(TcpWSGIServer):
             del self.per_client[client]
 
     def maintenance(self, now: float) -> None:
-        super().maintenance(now)  # idle connections (channel_timeout)
-        for channel in list(self.active_channels.values()):
+        # idle connections (channel_timeout); types-waitress: now is time.time(), a float
+        super().maintenance(now)  # type: ignore[arg-type]
+        # types-waitress: active_channels is a dict of fileno -> channel, not one channel
+        channels: list[GuardedChannel] = list(self.active_channels.values())  # type: ignore[attr-defined]
+        for channel in channels:
             why = channel.overdue(now, self.header_timeout, self.body_timeout)
             if why and not channel.will_close:
                 self.closed_for[why] += 1

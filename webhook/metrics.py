@@ -61,7 +61,7 @@ class WebhookMetrics:
         # uses pre-resolved children.
         self._notif = {s: self.notifications.labels(s) for s in ("firing", "resolved")}
         self._rejected = {k: self.rejected.labels(k) for k in REJECT_REASONS}
-        self._alerts: dict[tuple[str, str], object] = {}
+        self._alerts: dict[tuple[str, str], Counter] = {}
         for name in [*self.known, "unknown", "none"]:
             for status in ("firing", "resolved"):
                 self._alerts[(name, status)] = self.alerts.labels(name, status)

@@ -128,7 +128,7 @@ class Receiver:
                 coalesced += 1
             if r.run_status == QUEUED:
                 queued += 1
-            elif r.run_id is not None:
+            elif r.run_id is not None and r.run_status is not None:
                 metrics.run_finished(a.action or "", r.run_status)
             out.append({"incident": r.incident_id, "status": r.status, "new": r.new,
                         "duplicate": r.duplicate, "coalesced_into": r.coalesced_into, "run": r.run_id,

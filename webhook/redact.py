@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 MASK = "***"
@@ -61,7 +62,7 @@ def text(value: str, secrets: Iterable[str] = (), limit: int | None = BODY_LIMIT
     return out
 
 
-def value(obj, secrets: Iterable[str] = ()):  # noqa: ANN001, ANN201 (any JSON-able value)
+def value(obj: Any, secrets: Iterable[str] = ()) -> Any:  # any JSON-able value
     """A recorded command (argv, or method/URL/body) with URLs and secret values masked."""
     secrets = list(secrets)
     if isinstance(obj, str):

@@ -28,6 +28,7 @@ from flask import (
     session,
     url_for,
 )
+from flask.typing import ResponseReturnValue
 
 from .auth import Principal, csrf_token
 from .context import current, json_error
@@ -88,7 +89,7 @@ def login_form() -> str:
 
 
 @bp.post("/login")
-def login() -> Response | tuple[str, int]:
+def login() -> ResponseReturnValue:
     if not csrf_ok():
         return login_page("The form expired: try again."), 400
     who = current().access.users.password(request.form.get("username", "")[:64],
@@ -103,14 +104,14 @@ def login() -> Response | tuple[str, int]:
 
 
 @bp.post("/logout")
-def logout() -> Response:
+def logout() -> ResponseReturnValue:
     if csrf_ok():
         session.clear()
     return redirect(url_for("views.login_form"), 303)
 
 
 @bp.post("/incidents/<int:incident_id>/decide")
-def decide_form(incident_id: int) -> Response | tuple[str, int]:
+def decide_form(incident_id: int) -> ResponseReturnValue:
     s = current()
     if g.who.via in ("token", "password", "alertmanager") or not csrf_ok():
         # forms are for the logged-in page; scripts use POST /api/incidents/<id>/decision

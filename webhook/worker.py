@@ -29,7 +29,7 @@ from typing import Any
 from canary_guard.plan import Plan
 
 from . import store as st
-from .actions import ActionSet, AlertContext, Outcome, Refused, describe
+from .actions import ActionSet, AlertContext, Outcome, Refused, RollbackAction, describe
 from .metrics import WebhookMetrics
 from .store import Run, Store
 from .store.sql import LostLease
@@ -196,7 +196,8 @@ class Worker:
         self.store.progress(run.id, inflight.step + 1, outcomes)
         return inflight.step + 1, 0
 
-    def _step(self, run: Run, ctx: AlertContext, i: int, action, attempt: int) -> dict[str, Any] | None:
+    def _step(self, run: Run, ctx: AlertContext, i: int, action: RollbackAction,
+              attempt: int) -> dict[str, Any] | None:
         """Run one step of a run; returns its final outcome, or None when it was requeued."""
         name = action.name
         try:

@@ -117,9 +117,9 @@ class Plan(Model):
                             "sequences do not nest"
                         )
             if isinstance(action, DisableFeature) and isinstance(action.features, list):
-                known = {e.feature for e in self.endpoints if e.feature}
+                features = {e.feature for e in self.endpoints if e.feature}
                 for j, feat in enumerate(action.features):
-                    if feat not in known:
+                    if feat not in features:
                         problems.append(
                             f"actions.{name}.features[{j}]: {feat!r} is no endpoint's feature"
                         )
@@ -201,7 +201,7 @@ class Plan(Model):
             return trigger.window
         if trigger.source == "traffic" and self.traffic is not None:
             # requests arrive continuously: the window needs only scrapes for rate()
-            return float(max(self.traffic.window, math.ceil(4 * self.prometheus.scrape_interval)))
+            return traffic_section.default_window(self)
         floor = max(4 * self.prometheus.scrape_interval, 2 * self.probe.interval)
         if trigger.kind in ("error_rate", "availability"):
             series = len(self.endpoints) if trigger.kind == "availability" else 1
@@ -211,7 +211,8 @@ class Plan(Model):
 
     def windows(self) -> list[float]:
         """Every distinct range the rules need: each trigger's window and each gate window."""
-        out = {self.trigger_window(t) for t in self.triggers if t.kind != "custom"}
+        # traffic triggers' windows are recorded from the service's metrics (rules/traffic.py)
+        out = {self.trigger_window(t) for t in self.triggers if t.kind != "custom" and t.source == "probe"}
         out.add(self.slos.window)
         out.update(ph.criteria.window for ph in self.phases)
         return sorted(out)
@@ -228,7 +229,8 @@ class Plan(Model):
         out = []
         fd = format_duration
         for i, trig in enumerate(self.triggers):
-            if trig.kind != "latency_avg" or not trig.threshold:
+            # probe timeouts cut probes only: the service's own latency has no such ceiling
+            if trig.kind != "latency_avg" or not trig.threshold or trig.source != "probe":
                 continue
             thr = trig.threshold
             own = [e for e in self.endpoints if e.timeout is not None]
@@ -240,7 +242,7 @@ class Plan(Model):
                     f"({fd(self.probe.timeout)}): probes are cut off at the timeout, so the average "
                     f"latency never exceeds it and this trigger never fires{but}"
                 )
-            cut = [e.name for e in own if thr >= e.timeout]
+            cut = [e.name for e in own if e.timeout is not None and thr >= e.timeout]
             if cut:
                 out.append(
                     f"triggers[{i}].threshold: {fd(thr)} is not below the own probe timeout of "
@@ -277,7 +279,8 @@ class Plan(Model):
                         f"error; set {where} to at least {fd(suggest_timeout(seen.p99, seen.max))}"
                     )
             for j, trig in enumerate(self.triggers):
-                if trig.kind == "latency_avg" and trig.threshold and seen.p95 >= trig.threshold:
+                if trig.kind == "latency_avg" and trig.threshold and seen.p95 >= trig.threshold \
+                        and trig.source == "probe":
                     out.append(
                         f"triggers[{j}].threshold: {ep.name}'s learned p95 ({human_seconds(seen.p95)}) is "
                         f"not below {human_seconds(trig.threshold)}: the average of a few healthy probes of "

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
@@ -26,7 +26,7 @@ from canary_guard.contract import OWN_ALERT_PREFIX
 from .base import Model, Name
 
 Severity = Literal["critical", "warning", "info", "page"]
-SEVERITIES: tuple[str, ...] = ("critical", "warning", "info", "page")
+SEVERITIES: tuple[str, ...] = get_args(Severity)
 
 # Fields a user might reach for that would put a secret into the plan: the message says which
 # file field to use instead.
@@ -74,7 +74,7 @@ Address = Annotated[str, AfterValidator(_address)]
 class Channel(Model):
     """What every channel has: which severities it is sent, and whether it hears resolutions."""
 
-    severities: list[Severity] = Field(default_factory=lambda: list(SEVERITIES), min_length=1)
+    severities: list[Severity] = Field(default_factory=lambda: list(get_args(Severity)), min_length=1)
     send_resolved: bool = True
 
     @model_validator(mode="before")
@@ -139,9 +139,13 @@ class Email(Channel):
     model_config = {**Channel.model_config, "populate_by_name": True}
 
 
+def _only(severity: Severity) -> list[Severity]:
+    return [severity]
+
+
 class PagerDuty(Channel):
     routing_key_file: str  # a file holding the Events API v2 integration (routing) key
-    severities: list[Severity] = Field(default_factory=lambda: ["critical"], min_length=1)
+    severities: list[Severity] = Field(default_factory=lambda: _only("critical"), min_length=1)
     url: str | None = None  # Events API endpoint; None: PagerDuty's own
 
     @field_validator("routing_key_file")

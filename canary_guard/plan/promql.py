@@ -22,7 +22,7 @@ NEWER_FUNCTIONS = frozenset({
 NEWER_AGGREGATIONS = frozenset({"limitk", "limit_ratio"})
 
 
-def _result_type(expr) -> str:
+def _result_type(expr: promql_parser.Expr) -> str:
     """What an expression evaluates to: vector, scalar, matrix or string."""
     if isinstance(expr, promql_parser.ParenExpr | promql_parser.UnaryExpr):
         return _result_type(expr.expr)
@@ -37,7 +37,7 @@ def _result_type(expr) -> str:
     return "vector"  # selectors, aggregations, binary operations
 
 
-def _names(expr) -> tuple[set[str], set[str]]:
+def _names(expr: promql_parser.Expr) -> tuple[set[str], set[str]]:
     """Function and aggregation names used anywhere in the expression."""
     funcs: set[str] = set()
     aggs: set[str] = set()

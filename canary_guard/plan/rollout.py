@@ -12,10 +12,15 @@ waits for a person says so itself: ``phases[N].approval: true``).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from pydantic import field_validator
 
 from .actions import DeploymentRatio, Http, HttpRouteWeight, IngressNginxWeight, WeightAction
 from .base import Model, Name, PositiveSeconds, Seconds
+
+if TYPE_CHECKING:  # the plan model imports this module
+    from .model import Plan
 
 
 class RolloutWebhook(Model):
@@ -47,7 +52,7 @@ class Rollout(Model):
     webhook: RolloutWebhook | None = None
 
 
-def problems(plan) -> list[str]:
+def problems(plan: Plan) -> list[str]:
     """Checks that span sections: called from ``Plan._references``."""
     r: Rollout | None = plan.rollout
     if r is None:
@@ -68,7 +73,7 @@ def problems(plan) -> list[str]:
     return out
 
 
-def _has_placeholder(value) -> bool:
+def _has_placeholder(value: Any) -> bool:
     if value == "{weight}":
         return True
     if isinstance(value, dict):

@@ -176,6 +176,11 @@ class Demo(Model):
     group_interval: PositiveSeconds = 1.0
     gate_window: PositiveSeconds = 60.0
     traffic_window: PositiveSeconds = 10.0  # replaces traffic.window: the demo's users are many
+    # the demo's simulated users (canary-guard traffic) while a traffic scenario runs: requests
+    # per second in all, and the canary's share (far above a 5% phase, so that a few seconds
+    # hold what hours of phase 1 would)
+    traffic_rate: float = Field(default=200.0, gt=0, le=5000)
+    traffic_canary_percent: float = Field(default=50.0, gt=0, le=100)
     cooldown: Seconds = 5.0  # the demo runs one incident after another
 
 

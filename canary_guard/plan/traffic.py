@@ -12,6 +12,7 @@ values are escaped by the rule generator.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import TYPE_CHECKING, Annotated
 
@@ -142,8 +143,16 @@ def problems(plan: Plan) -> list[str]:
     return out
 
 
-# an average latency of fewer requests is noise: one slow request among three is not a release
-LATENCY_MIN_REQUESTS = 10
+def default_window(plan: Plan) -> float:
+    """What traffic triggers judge unless they set their own window: ``traffic.window``, never
+    shorter than four scrapes (rate() needs samples to work with)."""
+    assert plan.traffic is not None
+    return float(max(plan.traffic.window, math.ceil(4 * plan.prometheus.scrape_interval)))
+
+
+# an average latency of fewer requests is noise (one slow request among three is not a release);
+# also above what probes alone put in a window (20 per endpoint in 5m at 15s, 10 in the demo's 10s)
+LATENCY_MIN_REQUESTS = 30
 
 
 def min_requests(plan: Plan, trigger: Trigger) -> int:

@@ -17,6 +17,7 @@ from .latency_avg import LatencyAvg
 from .null_streak import NullStreak
 from .pii_exposure import PiiExposure
 from .probes_missing import ProbesMissing
+from .traffic import UNITS as TRAFFIC_UNITS
 
 UNITS: dict[str, TriggerUnit] = {
     unit.kind: unit
@@ -25,15 +26,18 @@ UNITS: dict[str, TriggerUnit] = {
 }
 
 
-def unit(kind: str) -> TriggerUnit:
+def unit(kind: str, source: str = "probe") -> TriggerUnit:
+    """The unit of a trigger kind; ``source: traffic`` triggers have their own (kinds/traffic.py)."""
+    table = TRAFFIC_UNITS if source == "traffic" else UNITS
     try:
-        return UNITS[kind]
+        return table[kind]
     except KeyError:
-        raise KeyError(f"no rule unit for trigger kind {kind!r} (known: {', '.join(UNITS)})") from None
+        raise KeyError(f"no rule unit for {source} trigger kind {kind!r} "
+                       f"(known: {', '.join(table)})") from None
 
 
 def context(plan: Plan, trigger: Trigger) -> Context:
-    return Context(plan, trigger, unit(trigger.kind))
+    return Context(plan, trigger, unit(trigger.kind, trigger.source))
 
 
 def contexts(plan: Plan) -> list[Context]:
@@ -41,4 +45,4 @@ def contexts(plan: Plan) -> list[Context]:
     return [context(plan, t) for t in plan.triggers]
 
 
-__all__ = ["UNITS", "Context", "TriggerUnit", "context", "contexts", "unit"]
+__all__ = ["TRAFFIC_UNITS", "UNITS", "Context", "TriggerUnit", "context", "contexts", "unit"]

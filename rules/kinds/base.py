@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
+from canary_guard import contract
 from canary_guard.plan import Plan, Trigger
 
 from .. import names, notify, promql
@@ -93,7 +94,10 @@ class Context:
     @property
     def labels(self) -> dict[str, str]:
         t = self.trigger
-        return {"severity": t.severity, "trigger": t.name, "action": t.action}
+        labels = {"severity": t.severity, "trigger": t.name, "action": t.action}
+        if t.kind != "custom":  # a custom expression judges whatever it selects
+            labels[contract.ALERT_SOURCE] = t.source
+        return labels
 
     @property
     def runbook_url(self) -> str:

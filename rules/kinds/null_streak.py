@@ -40,10 +40,10 @@ class NullStreak(TriggerUnit):
         lead = 4
         hold = cases.steps(t.for_)
         # streak climbs one null per scrape to thr, then a good answer resets it
-        ok_vals: list[float | None] = [0] * lead + list(range(1, thr + 1)) + [0] * (hold + 4)
+        ok_vals = [0] * lead + list(range(1, thr + 1)) + [0] * (hold + 4)
         peak = cases.eval_at((lead + thr - 1) * cases.s)
         # ... and one more null does
-        bad_vals: list[float | None] = [0] * lead + list(range(1, thr + 2)) + [thr + 1] * (hold + 4)
+        bad_vals = [0] * lead + list(range(1, thr + 2)) + [thr + 1] * (hold + 4)
         first = (lead + thr) * cases.s
         fire = cases.eval_at(cases.eval_at(first) + t.for_)
         return [

@@ -40,7 +40,7 @@ class PiiExposure(TriggerUnit):
         fire = cases.eval_at(cases.eval_at(first) + t.for_)
         n = cases.steps(fire) + 2
         count = thr + 1
-        vals: list[float | None] = [0] * lead + [count] * (n - lead + 1)
+        vals = [0] * lead + [count] * (n - lead + 1)
         email, ssn = contract.PII_KINDS[0], contract.PII_KINDS[1]
         pii = contract.PII_EXPOSURES
         series = [

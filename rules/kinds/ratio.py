@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from fractions import Fraction
 from typing import TYPE_CHECKING, ClassVar
 
@@ -78,7 +79,7 @@ class RatioUnit(TriggerUnit):
         bad = self.failure
         out: list[UnitTest] = []
 
-        def case(frac: Fraction) -> dict[str, list[float] | float]:
+        def case(frac: Fraction) -> dict[str, Sequence[float] | float]:
             f, c = frac.numerator, frac.denominator
             return {contract.SUCCESS: c - f, bad: f}
 
@@ -104,7 +105,7 @@ class RatioUnit(TriggerUnit):
         need = plan.min_probes(t)
         if need >= 4:
             k = need // 2
-            incs: dict[str, list[float] | float] = {contract.SUCCESS: [1] * (k - 1) + [0],
+            incs: dict[str, Sequence[float] | float] = {contract.SUCCESS: [1] * (k - 1) + [0],
                                                     bad: [0] * (k - 1) + [1]}
             out.append(UnitTest(
                 f"{t.alert}: 1 failed probe out of {k} (< min_probes {need}) does not fire",

@@ -21,7 +21,7 @@ from psycopg import errors as pg_errors
 
 from . import review
 from .base import StoreUnavailable, redact
-from .sql import SQLStore
+from .sql import Executor, SQLStore
 
 log = logging.getLogger("webhook")
 
@@ -182,7 +182,7 @@ class PostgresStore(SQLStore):
         with conn.transaction():
             yield _Exec(conn)
 
-    def _lock_group(self, c: _Exec, key: str) -> None:
+    def _lock_group(self, c: Executor, key: str) -> None:
         c.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (key,))
 
     def close(self) -> None:

@@ -13,12 +13,17 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Collection
-from typing import Any
+from collections.abc import Callable, Collection
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from canary_guard.contract import RUN_OUTCOMES_NEEDING_A_PERSON
 
 from .base import QUEUED
+
+if TYPE_CHECKING:
+    from .sql import Executor
+
+T = TypeVar("T")
 
 DECISIONS = ("rollback", "disable_feature", "dismiss")
 
@@ -75,20 +80,27 @@ class Stale(Exception):
 class ReviewStore:
     """Mixed into SQLStore: the same statements on SQLite and PostgreSQL."""
 
+    # SQLStore's (sql.py), which subclasses this one
+    def _read(self) -> Executor:
+        raise NotImplementedError
+
+    def _transaction(self, fn: Callable[[Executor], T]) -> T:
+        raise NotImplementedError
+
     def failed_runs(self) -> list[dict[str, Any]]:
         """Runs whose failure waits for a person, oldest first (the escalations to keep alive)."""
         return [{
             "run": r[0], "incident": r[1], "action": r[2], "status": r[3], "reason": r[4],
             "finished_at": r[5], "alertname": r[6], "track": r[7], "endpoint": r[8],
             "incident_status": r[9],
-        } for r in self._read().execute(FAILED_RUNS).fetchall()]  # type: ignore[attr-defined]
+        } for r in self._read().execute(FAILED_RUNS).fetchall()]
 
     def awaiting_review(self, page_actions: Collection[str]) -> list[int]:
         """Incidents whose action is a page and that nobody has decided on (manual review)."""
         if not page_actions:
             return []
         marks = ",".join("?" * len(page_actions))
-        rows = self._read().execute(  # type: ignore[attr-defined]
+        rows = self._read().execute(
             "SELECT i.id FROM incidents i WHERE i.merged_into IS NULL AND EXISTS (SELECT 1 FROM runs r "
             f"WHERE r.incident_id = i.id AND r.parent_run_id IS NULL AND r.action IN ({marks})) "
             "AND NOT EXISTS (SELECT 1 FROM decisions d WHERE d.incident_id = i.id) ORDER BY i.id",
@@ -96,7 +108,7 @@ class ReviewStore:
         return [r[0] for r in rows]
 
     def incident(self, incident_id: int) -> dict[str, Any] | None:
-        row = self._read().execute(  # type: ignore[attr-defined]
+        row = self._read().execute(
             "SELECT id, alertname, action, track, endpoint, severity, status, labels, annotations, "
             "first_seen, resolved_at FROM incidents WHERE id = ?", (incident_id,)).fetchone()
         if row is None:
@@ -108,7 +120,7 @@ class ReviewStore:
     def decisions(self, incident_id: int | None = None, limit: int = 500) -> list[dict[str, Any]]:
         """Decisions, newest first (of one incident, or all)."""
         where, params = ("WHERE incident_id = ? ", [incident_id]) if incident_id is not None else ("", [])
-        rows = self._read().execute(  # type: ignore[attr-defined]
+        rows = self._read().execute(
             f"SELECT {DECISION_COLUMNS} FROM decisions {where}ORDER BY id DESC LIMIT ?",
             [*params, limit]).fetchall()
         return [_decision(r) for r in rows]
@@ -144,7 +156,7 @@ class ReviewStore:
                 (incident_id, decision, operator, note, via, run_id, now)).fetchone()
             return _decision(row)
 
-        return self._transaction(tx)  # type: ignore[attr-defined]
+        return self._transaction(tx)
 
 
 def _decision(r: Any) -> dict[str, Any]:

@@ -42,7 +42,8 @@ T = TypeVar("T")
 
 
 class Cursor(Protocol):
-    rowcount: int
+    @property
+    def rowcount(self) -> int: ...
 
     def fetchone(self) -> Any: ...
 
@@ -52,7 +53,7 @@ class Cursor(Protocol):
 
 
 class Executor(Protocol):
-    def execute(self, sql: str, params: Any = ...) -> Cursor: ...
+    def execute(self, sql: str, params: Any = ..., /) -> Cursor: ...
 
 
 class LostLease(RuntimeError):
@@ -155,10 +156,9 @@ class SQLStore(ReviewStore):
         def tx(c: Executor) -> Recorded:
             nid = c.execute(INSERT_NOTIFICATION, (now, n.status, n.receiver, n.group_key, len(n.alerts),
                                                   body)).fetchone()[0]
-            out: list[RecordedAlert | None] = [None] * len(n.alerts)
-            for k in order:
-                out[k] = self._record_alert(c, nid, n.alerts[k], actions, dry_run, coalesce, now)
-            return Recorded(nid, out)  # type: ignore[arg-type]
+            done = {k: self._record_alert(c, nid, n.alerts[k], actions, dry_run, coalesce, now)
+                    for k in order}
+            return Recorded(nid, [done[k] for k in range(len(n.alerts))])
 
         return self._transaction(tx)
 
