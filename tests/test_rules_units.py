@@ -49,7 +49,9 @@ class _Sticky(LatencyAvg):
         return [RecordingRule("track_endpoint:canary_probe_slow:bool_rate1m", "vector(1)")] * 2
 
     def alert_rules(self, ctx):
-        return [ctx.alert(r.expr, "s", "d", keep_firing_for=120) for r in super().alert_rules(ctx)]
+        # the alerts read the unit's own rule, which puts it on the alerts' path (spec.alert_inputs)
+        return [ctx.alert(f"({r.expr})\nand on () track_endpoint:canary_probe_slow:bool_rate1m > 0", "s", "d",
+                          keep_firing_for=120) for r in super().alert_rules(ctx)]
 
 
 def test_a_unit_extends_the_output_without_touching_the_generator(monkeypatch, tmp_path):
