@@ -32,6 +32,7 @@ import statistics
 import sys
 import time
 from datetime import datetime
+from typing import NamedTuple
 
 import yaml
 from canary_guard.demo import scenarios as sc
@@ -119,6 +120,79 @@ def one_run(stack: Stack, s: sc.Scenario, endpoint: str, timeout: float = 60.0) 
     return out
 
 
+class Row(NamedTuple):
+    """One trigger's measurement (seconds; medians unless named otherwise)."""
+
+    name: str
+    alert: str
+    runs: int
+    median: float
+    max: float
+    floor: float
+    ratio: float
+    firing: float      # fault -> Prometheus' activeAt
+    notified: float    # activeAt -> the webhook's record
+    done: float        # record -> action finished
+    goal: float | None
+
+
+def measure(stack: Stack, names: list[str], runs: int, say=print) -> list[Row]:
+    """Measure each trigger of ``names`` ``runs`` times, one fault at a time, on a started stack."""
+    rows = []
+    demo = stack.plan
+    started = time.time()
+    scen = {s.name: s for s in sc.build(demo)}
+    endpoints = [e.name for e in demo.endpoints]
+    cooldown = demo.webhook.cooldown
+    last_action = 0.0
+    say(f"settings: probe {demo.probe.interval:g}s, scrape {demo.prometheus.scrape_interval:g}s, "
+        f"eval {demo.prometheus.evaluation_interval:g}s, group_wait {demo.alertmanager.group_wait:g}s, "
+        f"cooldown {cooldown:g}s; {runs} runs per trigger; triggers measured one at a time")
+    for name in names:
+        s = scen[name]
+        if s.traffic and not stack.components["traffic"].running:
+            stack.start_component("traffic")  # the demo's simulated users
+            started = time.time()
+        warm = started + s.warmup + 2 - time.time()
+        if warm > 0:
+            trig = next(t for t in demo.triggers if t.name == name)
+            what = "the users' requests" if s.traffic else f"min_probes ({demo.min_probes(trig)}) probes"
+            say(f"{name}: waiting {warm:.0f}s until the window holds {what}")
+            time.sleep(warm)
+        results = []
+        for i in range(runs):
+            wait = last_action + cooldown + 1.0 - time.time()
+            if wait > 0:
+                time.sleep(wait)  # the webhook refuses a second rollback inside the cooldown
+            # a random phase against the probe schedule: a fault does not wait for a probe
+            time.sleep(random.uniform(0, demo.probe.interval))
+            ep = endpoints[i % len(endpoints)]
+            r = one_run(stack, s, ep)
+            last_action = r["done"]
+            results.append(r)
+            t = {k: r[k] - r["fault"] for k in ("notified", "kubectl", "done")}
+            t["firing"] = r.get("firing", r["fault"]) - r["fault"]
+            say(f"  {name} run {i + 1} ({ep}): since the fault: firing {t['firing']:.2f}s, "
+                f"notified {t['notified']:.2f}s, kubectl ran {t['kubectl']:.2f}s, "
+                f"action done {t['done']:.2f}s ({r['alert']})")
+            if name == "pii_exposure":
+                started = time.time()  # every feature was disabled: counted probes start again
+        total = [r["done"] - r["fault"] for r in results]
+        action = statistics.median(r["action_time"] for r in results)
+        p = demo.prometheus
+        trig = next(t for t in demo.triggers if t.name == name)
+        floor = (seconds_to_breach(demo, name, s) + p.scrape_interval
+                 + p.evaluation_interval + demo.trigger_for(trig) + demo.alertmanager.group_wait
+                 + action)
+        med = statistics.median(total)
+        rows.append(Row(name, s.alert, len(total), med, max(total), floor, med / floor,
+                        statistics.median(r["firing"] - r["fault"] for r in results if "firing" in r),
+                        statistics.median(r["notified"] - r.get("firing", r["fault"]) for r in results),
+                        statistics.median(r["done"] - r["notified"] for r in results),
+                        GOALS.get(name)))
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=5)
@@ -132,60 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     names = [n for n in ORDER if n in args.triggers.split(",")]
     names += [n for n in args.triggers.split(",") if n not in names]
     plan = isolated_plan(load_plan(args.plan), names)
-    stack = Stack(plan, log=lambda m: None)
-    rows = []
-    with stack:
-        demo = stack.plan
-        started = time.time()
-        scen = {s.name: s for s in sc.build(demo)}
-        endpoints = [e.name for e in demo.endpoints]
-        cooldown = demo.webhook.cooldown
-        last_action = 0.0
-        print(f"settings: probe {demo.probe.interval:g}s, scrape {demo.prometheus.scrape_interval:g}s, "
-              f"eval {demo.prometheus.evaluation_interval:g}s, group_wait {demo.alertmanager.group_wait:g}s, "
-              f"cooldown {cooldown:g}s; {args.runs} runs per trigger; triggers measured one at a time")
-        for name in names:
-            s = scen[name]
-            if s.traffic and not stack.components["traffic"].running:
-                stack.start_component("traffic")  # the demo's simulated users
-                started = time.time()
-            warm = started + s.warmup + 2 - time.time()
-            if warm > 0:
-                trig = next(t for t in demo.triggers if t.name == name)
-                what = "the users' requests" if s.traffic else f"min_probes ({demo.min_probes(trig)}) probes"
-                print(f"{name}: waiting {warm:.0f}s until the window holds {what}")
-                time.sleep(warm)
-            results = []
-            for i in range(args.runs):
-                wait = last_action + cooldown + 1.0 - time.time()
-                if wait > 0:
-                    time.sleep(wait)  # the webhook refuses a second rollback inside the cooldown
-                # a random phase against the probe schedule: a fault does not wait for a probe
-                time.sleep(random.uniform(0, demo.probe.interval))
-                ep = endpoints[i % len(endpoints)]
-                r = one_run(stack, s, ep)
-                last_action = r["done"]
-                results.append(r)
-                t = {k: r[k] - r["fault"] for k in ("notified", "kubectl", "done")}
-                t["firing"] = r.get("firing", r["fault"]) - r["fault"]
-                print(f"  {name} run {i + 1} ({ep}): since the fault: firing {t['firing']:.2f}s, "
-                      f"notified {t['notified']:.2f}s, kubectl ran {t['kubectl']:.2f}s, "
-                      f"action done {t['done']:.2f}s ({r['alert']})")
-                if name == "pii_exposure":
-                    started = time.time()  # every feature was disabled: counted probes start again
-            total = [r["done"] - r["fault"] for r in results]
-            action = statistics.median(r["action_time"] for r in results)
-            p = demo.prometheus
-            trig = next(t for t in demo.triggers if t.name == name)
-            floor = (seconds_to_breach(demo, name, s) + p.scrape_interval
-                     + p.evaluation_interval + demo.trigger_for(trig) + demo.alertmanager.group_wait
-                     + action)
-            med = statistics.median(total)
-            rows.append((name, s.alert, len(total), med, max(total), floor, med / floor,
-                         statistics.median(r["firing"] - r["fault"] for r in results if "firing" in r),
-                         statistics.median(r["notified"] - r.get("firing", r["fault"]) for r in results),
-                         statistics.median(r["done"] - r["notified"] for r in results),
-                         GOALS.get(name)))
+    with Stack(plan, log=lambda m: None) as stack:
+        rows = measure(stack, names, args.runs)
     print()
     head = ("trigger", "runs", "median", "max", "floor", "ratio", "firing", "+notified", "+done",
             "last round", "goal")

@@ -25,7 +25,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
@@ -114,7 +114,14 @@ class Stack:
     """Starts, supervises and stops the demo's processes. Use as a context manager."""
 
     def __init__(self, plan: Plan, workdir: str | Path | None = None, *, keep_workdir: bool = False,
-                 log: Callable[[str], object] | None = None, sandbox_args: list[str] | None = None):
+                 log: Callable[[str], object] | None = None, exporters: int = 1,
+                 sandbox_args: Sequence[str] = (), settle_timeout: float = 30.0) -> None:
+        """``exporters``: how many exporter processes split the probing (``--shard K/N``),
+        one scrape target each; ``sandbox_args``: extra options of every sandbox (e.g.
+        ``--no-access-log`` at a thousand requests a second); ``settle_timeout``: how long
+        ``start`` waits for Prometheus to scrape every target with no alert active."""
+        if exporters < 1:
+            raise ValueError(f"exporters: {exporters} must be >= 1")
         if missing_binaries():
             raise StackError(
                 f"{', '.join(missing_binaries())} not found. Install Prometheus and Alertmanager "
@@ -149,6 +156,9 @@ class Stack:
         self._ports: dict[str, int] = {}
         self.plan: Plan | None = None
         self.canary_track = (plan.guarded_tracks() or [plan.targets[0].name])[0]
+        self.exporters = exporters
+        self.sandbox_args = list(sandbox_args)
+        self.settle_timeout = settle_timeout
 
     # -- addresses -----------------------------------------------------------------------
 
@@ -172,8 +182,15 @@ class Stack:
         return self.url("alertmanager")
 
     @property
+    def exporter_names(self) -> list[str]:
+        """The exporter components: ``exporter``, or ``exporter-0`` ... when sharded."""
+        if self.exporters == 1:
+            return ["exporter"]
+        return [f"exporter-{k}" for k in range(self.exporters)]
+
+    @property
     def exporter_url(self) -> str:
-        return self.url("exporter")
+        return self.url(self.exporter_names[0])
 
     @property
     def webhook_url(self) -> str:
@@ -271,7 +288,7 @@ class Stack:
             ]},
             "scrape_configs": [
                 {"job_name": plan.prometheus.job,
-                 "static_configs": [{"targets": [f"{HOST}:{self.port('exporter')}"]}]},
+                 "static_configs": [{"targets": [f"{HOST}:{self.port(n)}" for n in self.exporter_names]}]},
                 {"job_name": contract.WEBHOOK_JOB,
                  "static_configs": [{"targets": [f"{HOST}:{self.port('webhook')}"]}]},
             ],
@@ -305,8 +322,10 @@ class Stack:
             self._add(name, [*CLI, "sandbox", "--plan", str(self.plan_file),
                              "--listen", f"{HOST}:{self.port(name)}", *self.sandbox_args],
                       "/healthz", service_env)
-        self._add("exporter", [*CLI, "exporter", *plan_arg, "--listen", f"{HOST}:{self.port('exporter')}"],
-                  "/metrics", service_env)
+        for k, name in enumerate(self.exporter_names):
+            shard = ["--shard", f"{k}/{self.exporters}"] if self.exporters > 1 else []
+            self._add(name, [*CLI, "exporter", *plan_arg, "--listen", f"{HOST}:{self.port(name)}", *shard],
+                      "/metrics", service_env)
         self._add("webhook", [*CLI, "webhook", *plan_arg, "--listen", f"{HOST}:{self.port('webhook')}",
                               "--db", str(self.webhook_db), "--users", str(self.users_file),
                               "--alertmanager", self.alertmanager_url, "--external-url", self.webhook_url],
@@ -424,11 +443,11 @@ class Stack:
         self.log(f"starting slack sink      {self.slack.url}")
         self.log(f"starting smtp relay      {self.smtp.smarthost}")
         names = [n for n in self.components if n.startswith("sandbox-")]
-        names += ["exporter", "webhook", "alertmanager", "prometheus"]
+        names += [*self.exporter_names, "webhook", "alertmanager", "prometheus"]
         for name in names:
             self.log(f"starting {name:<16} {self.components[name].url}")
             self.start_component(name)
-        self.wait_quiet()
+        self.wait_quiet(self.settle_timeout)
         return self
 
     def wait_quiet(self, timeout: float = 30.0) -> None:

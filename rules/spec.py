@@ -9,6 +9,8 @@ baseline breaches with its guarded track, the phase gates (``gates.py``) add the
 
 from __future__ import annotations
 
+import re
+
 from canary_guard.plan import Plan, Trigger
 
 from . import gates, kinds, own, recording, shared, traffic
@@ -27,8 +29,37 @@ def alert_rules(plan: Plan, trigger: Trigger) -> list[AlertRule]:
     return ctx.unit.alert_rules(ctx)
 
 
+# how much less often the slow recording group runs than the others
+SLOW_EVERY = 4
+_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+
+
+def alert_inputs(rules: list[RecordingRule], alerts: list[AlertRule]) -> set[str]:
+    """The recording rules the alerts read, directly or through other recording rules."""
+    exprs = {r.record: r.expr for r in rules}
+    todo = [name for a in alerts for name in _NAME.findall(a.expr) if name in exprs]
+    seen: set[str] = set()
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo += [n for n in _NAME.findall(exprs[name]) if n in exprs]
+    return seen
+
+
 def build_groups(plan: Plan) -> list[RuleGroup]:
-    """Recording rules, phase gates and alerts, in the order Prometheus should evaluate them."""
+    """Recording rules, phase gates and alerts, in the order Prometheus should evaluate them.
+
+    Prometheus runs the rules of a group one after the other and different groups side by side,
+    so the recording rules are split by who waits for them: ``-recording`` holds exactly what
+    the alerts read, and what those rules read; ``-recording-slow`` the rest
+    of the family (windows and levels only phase gates and dashboards read, the service's
+    traffic at its window, and every latency quantile), evaluated ``SLOW_EVERY`` times less
+    often. At 1,000 endpoints the slow part costs several times the other (long windows hold
+    many samples; a quantile takes the rate of every histogram bucket: bench/bench_scale.py);
+    apart, it never holds up a rollback alert, and run less often it leaves Prometheus the CPU
+    for the alerts.
+    """
     interval = plan.prometheus.evaluation_interval
     prefix = f"canary-guard-{plan.name}"
     contexts = kinds.contexts(plan)
@@ -40,8 +71,14 @@ def build_groups(plan: Plan) -> list[RuleGroup]:
         if rule not in recorded:
             recorded.append(rule)
     alerts = [a for ctx in contexts for a in ctx.unit.alert_rules(ctx)] + shared.alert_rules(plan)
+    # only what the alerts read: a unit's own rules may hold a whole family (the traffic
+    # triggers' quantiles) that only dashboards read, and cost 13 s a round at 1,000 endpoints
+    fast = alert_inputs(recorded, alerts)
+    slow = [r for r in recorded if r.record not in fast]
+    slow += [r for win in windows(plan) for r in recording.quantile_rules(win)]
     groups = [
-        RuleGroup(f"{prefix}-recording", interval, recorded),
+        RuleGroup(f"{prefix}-recording", interval, [r for r in recorded if r.record in fast]),
+        RuleGroup(f"{prefix}-recording-slow", SLOW_EVERY * interval, slow),
         RuleGroup(f"{prefix}-gates", interval, gates.gate_rules(plan)),
     ]
     if alerts:

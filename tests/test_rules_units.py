@@ -50,7 +50,9 @@ class _Sticky(LatencyAvg):
         return [RecordingRule("track_endpoint:canary_probe_slow:bool_rate1m", "vector(1)")] * 2
 
     def alert_rules(self, ctx):
-        return [ctx.alert(r.expr, "s", "d", keep_firing_for=120) for r in super().alert_rules(ctx)]
+        # the alerts read the unit's own rule, which puts it on the alerts' path (spec.alert_inputs)
+        return [ctx.alert(f"({r.expr})\nand on () track_endpoint:canary_probe_slow:bool_rate1m > 0", "s", "d",
+                          keep_firing_for=120) for r in super().alert_rules(ctx)]
 
 
 def test_a_unit_extends_the_output_without_touching_the_generator(monkeypatch, tmp_path):
@@ -58,7 +60,7 @@ def test_a_unit_extends_the_output_without_touching_the_generator(monkeypatch, t
     plan = load_plan()
     render.render(plan, tmp_path)
     doc = yaml.safe_load((tmp_path / render.RULES_FILE).read_text())
-    recording, _, alerts, _own = (g["rules"] for g in doc["groups"])  # own: rules/own.py
+    recording, _slow, _gates, alerts, _own = (g["rules"] for g in doc["groups"])  # own: rules/own.py
     # the unit's own rule is recorded once, after the shared family (beside the other units' own)
     names = [r["record"] for r in recording]
     assert names.count("track_endpoint:canary_probe_slow:bool_rate1m") == 1

@@ -3,6 +3,7 @@ no data at all. No data is not a failure: these alerts page and never roll back.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING
 
 from canary_guard import contract
@@ -37,6 +38,15 @@ def probes_missing_after(plan: Plan, trigger: Trigger) -> float:
     return max(3 * p.interval, p.interval + plan.max_probe_timeout() + 2 * s)
 
 
+# the labels of the "many endpoints stale" alert: one per exporter (shard) and track
+GROUPED = "job, instance, track"
+
+
+def replace(rule: AlertRule, annotations_value: str) -> AlertRule:
+    """``rule`` with another ``value`` annotation (a count here, not a duration)."""
+    return dataclasses.replace(rule, annotations={**rule.annotations, "value": annotations_value})
+
+
 class ProbesMissing(TriggerUnit):
     kind = "probes_missing"
     value_format = "humanizeDuration"
@@ -60,6 +70,11 @@ class ProbesMissing(TriggerUnit):
             f"absent({selector(contract.LAST_PROBE, track=x)})" for x in watched
         )
         no_data = "No data is not a failure: this pages and never rolls back."
+        stale = f"(time() - {last} > {num(age)} and {last} > 0)"
+        # several endpoints at once means the exporter is behind its schedule (or down to a
+        # crawl): one page per exporter and track, not one per endpoint (1,000 pages flood
+        # Alertmanager and the webhook while a rollback is due: bench/bench_scale.py)
+        many = f"count by ({GROUPED}) {stale} > 1"
         return [
             ctx.alert(
                 up_down,
@@ -70,7 +85,7 @@ class ProbesMissing(TriggerUnit):
                 labels={contract.REASON: EXPORTER_DOWN}, for_=hold,
             ),
             ctx.alert(
-                f"time() - {last} > {num(age)} and {last} > 0",
+                f"{stale}\nunless on ({GROUPED})\n({many})",
                 f"{WHERE}: not probed for more than {names.w(age)}",
                 f"The last probe of {WHERE} was {ctx.value} ago (expected every "
                 f"{names.w(plan.probe.interval)}; limit {names.w(age)}). Its triggers are blind until "
@@ -86,6 +101,18 @@ class ProbesMissing(TriggerUnit):
                 f"{no_data} {ctx.then}",
                 labels={contract.REASON: ABSENT}, for_=hold,
             ),
+            replace(ctx.alert(
+                many,
+                "{{ $value | humanize }} endpoints of track {{ $labels.track }} not probed for more than "
+                f"{names.w(age)}",
+                "{{ $value | humanize }} endpoints of track {{ $labels.track }} were last probed more than "
+                f"{names.w(age)} ago by exporter {{{{ $labels.instance }}}} (expected every "
+                f"{names.w(plan.probe.interval)}): it is behind its schedule. Their triggers are "
+                "blind until probes resume. See canary_probe_skipped_total: give it more CPU, "
+                "shard it (--shard K/N) or probe less often. "
+                f"{no_data} {ctx.then}",
+                labels={contract.REASON: STALE},
+            ), annotations_value="{{ $value | humanize }}"),
         ]
 
     def test_cases(self, ctx: Context, cases: Cases) -> list[UnitTest]:
@@ -126,6 +153,19 @@ class ProbesMissing(TriggerUnit):
                                                          stale_at - last, 1)]),
              *cases.none_of(no_rollback, stale_at)],
         )]
+        # the exporter falls behind: several endpoints of the track age at once; one page
+        if len(plan.endpoints) > 1:
+            ep2 = plan.endpoints[1].name
+            behind = [*stop, Series(selector(contract.LAST_PROBE, track=track, endpoint=ep2),
+                                    encode([i * s for i in range(healthy + 1)] + [healthy * s] * gap))]
+            out.append(UnitTest(
+                f"{t.alert}: two endpoints not probed for {format_duration(stale_at - last)}: "
+                "one page for the track, no rollback",
+                s, behind,
+                [AlertCheck(cases.eval_at(last + age) - cases.e, t.alert, []),
+                 AlertCheck(stale_at, t.alert, [cases.expect(ctx, {"track": track}, 2, 3)]),
+                 *cases.none_of(no_rollback, stale_at)],
+            ))
         # the exporter goes down: up == 0 and its series go stale
         down_series = [
             Series(up, encode([1] * (healthy + 1) + [0] * gap)),
