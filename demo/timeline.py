@@ -129,13 +129,24 @@ class Watcher:
             return None
 
     def poll(self) -> list[str]:
-        """Human-readable lines for everything that changed."""
+        """Human-readable lines for everything that changed, in the order the loop runs."""
+        return (self._service_lines() + self._exporter_lines() + self._prometheus_lines()
+                + self._alertmanager_lines() + self._webhook_lines() + self._people()
+                + self._kubectl_lines() + self._sandbox_lines())
+
+    def _service_lines(self) -> list[str]:
+        """The service's own counters: its users' first failed requests."""
         lines: list[str] = []
         failed = self._failed()
         if failed is not None and self.failed is not None and failed > self.failed:
             lines.append(f"service: first failed requests of users on {self.track} "
                          f"({failed - self.failed:g} in its own counters)")
             self.traffic = False  # once
+        return lines
+
+    def _exporter_lines(self) -> list[str]:
+        """The exporter's counters: the first bad probe outcome."""
+        lines: list[str] = []
         counters = self._counters()
         if counters and self.counters and not self.first_bad_seen:
             for kind, text in (("error", "error"), ("null", "null"), ("pii", "PII exposure"),
@@ -146,6 +157,11 @@ class Watcher:
                     break
         if counters is not None and (self.counters is None or counters["probes"] < self.counters["probes"]):
             self.counters = counters  # exporter restarted: counters start again from 0
+        return lines
+
+    def _prometheus_lines(self) -> list[str]:
+        """Alerts that changed state in Prometheus, one line per alert and state."""
+        lines: list[str] = []
         try:
             alerts = self.stack.prometheus_alerts()
         except OSError:
@@ -173,6 +189,11 @@ class Watcher:
                 more = "..." if len(keys) > 3 else ""
                 lines.append(f"prometheus: {name} {state} ({len(keys)} series: {shown}{more})")
         self.prom = now
+        return lines
+
+    def _alertmanager_lines(self) -> list[str]:
+        """Alerts Alertmanager newly holds active."""
+        lines: list[str] = []
         try:
             am_now = {(a["labels"].get("alertname"), a["labels"].get("track", ""),
                        a["labels"].get("endpoint", "")) for a in self.stack.alertmanager_alerts()
@@ -184,6 +205,11 @@ class Watcher:
             lines.append(f"alertmanager: {name} active" + (f" ({n} series)" if n > 1 else "")
                          + ", routed to the webhook and the people")
         self.am = am_now
+        return lines
+
+    def _webhook_lines(self) -> list[str]:
+        """The webhook's runs: each notification once, each outcome once."""
+        lines: list[str] = []
         for rec in self._actions():
             if rec["id"] in self.action_ids:
                 continue
@@ -194,11 +220,20 @@ class Watcher:
             if _final(rec):  # its outcome, once
                 self.action_ids.add(rec["id"])
                 lines.append("webhook: " + describe_action(rec))
-        lines += self._people()
+        return lines
+
+    def _kubectl_lines(self) -> list[str]:
+        """What the kubectl stand-in recorded since the last poll."""
+        lines: list[str] = []
         calls = self.stack.kubectl_calls()
         for call in calls[self.kubectl_seen:]:
             lines.append("kubectl stand-in recorded: kubectl " + " ".join(call["argv"]))
         self.kubectl_seen = len(calls)
+        return lines
+
+    def _sandbox_lines(self) -> list[str]:
+        """Features the sandbox disabled or enabled again."""
+        lines: list[str] = []
         disabled = set(self._disabled())
         if disabled - self.disabled:
             lines.append(f"sandbox: features disabled on {self.stack.canary_track}: "
@@ -313,6 +348,44 @@ def wait_warm(stack: Stack, scenario: Scenario, probing_since: float, out: Out =
         time.sleep(left)
 
 
+def _fault(stack: Stack, scenario: Scenario, say: Printer, *, inject: bool) -> None:
+    """Inject the scenario's fault (or stop the exporter), or clear it again."""
+    if scenario.stop_exporter:
+        if inject:
+            stack.stop_component("exporter")
+            say("fault injected: " + scenario.describe)
+        else:
+            stack.start_component("exporter")
+            say("fault cleared: exporter started again")
+    elif inject:
+        for fault in scenario.faults:
+            stack.inject(fault)
+        say("fault injected: " + scenario.describe)
+    else:
+        stack.clear_faults()
+        say("fault cleared")
+
+
+def _first_run(res: Result, ran: list[dict]) -> None:
+    """When the first run of the scenario's action finished, and for which alert."""
+    first = min(ran, key=lambda a: a["finished_at"] or math.inf)
+    res.action_at = first["finished_at"]
+    res.action_alert = alertname(first)
+
+
+def _unmet(scenario: Scenario, res: Result) -> list[str]:
+    """What the scenario expected and the run did not show."""
+    problems: list[str] = []
+    if scenario.alert not in res.alerts_seen:
+        problems.append(f"{scenario.alert} never fired")
+    if res.rollbacks != scenario.expected.rollbacks:
+        problems.append(f"expected {scenario.expected.rollbacks} kubectl call(s), saw {res.rollbacks}")
+    missing = set(scenario.expected.features) - set(res.disabled)
+    if missing:
+        problems.append(f"features not disabled: {', '.join(sorted(missing))}")
+    return problems
+
+
 def run(stack: Stack, scenario: Scenario, *, out: Out = print, timeout: float | None = None,
         resolve_timeout: float = 180.0, lingering: frozenset[str] = frozenset()) -> Result:
     """Inject the scenario's fault, follow it to the action, clear it, follow it to resolution.
@@ -334,13 +407,7 @@ def run(stack: Stack, scenario: Scenario, *, out: Out = print, timeout: float | 
 
     res.fault_at = time.time()
     say = Printer(out, res.fault_at)
-    if scenario.stop_exporter:
-        stack.stop_component("exporter")
-        say("fault injected: " + scenario.describe)
-    else:
-        for fault in scenario.faults:
-            stack.inject(fault)
-        say("fault injected: " + scenario.describe)
+    _fault(stack, scenario, say, inject=True)
 
     deadline = res.fault_at + timeout
     settled_at = None
@@ -369,18 +436,11 @@ def run(stack: Stack, scenario: Scenario, *, out: Out = print, timeout: float | 
     # with the same action, e.g. availability, which a failing endpoint also breaks)
     ran = [a for a in res.actions if a["status"] in RAN and a["action"] == scenario.action]
     if ran:
-        first = min(ran, key=lambda a: a["finished_at"] or math.inf)
-        res.action_at = first["finished_at"]
-        res.action_alert = alertname(first)
+        _first_run(res, ran)
     res.alerts_seen = sorted(watcher.ever_alerts)
 
     # clear the fault and undo what the action did to the sandbox
-    if scenario.stop_exporter:
-        stack.start_component("exporter")
-        say("fault cleared: exporter started again")
-    else:
-        stack.clear_faults()
-        say("fault cleared")
+    _fault(stack, scenario, say, inject=False)
     if res.disabled:
         stack.enable_features(res.disabled)
         say(f"features enabled again for the next scenario: {', '.join(res.disabled)}")
@@ -402,13 +462,7 @@ def run(stack: Stack, scenario: Scenario, *, out: Out = print, timeout: float | 
                             f"{watcher.firing(lingering=lingering)}")
     if scenario.traffic:
         stop_users(stack, out)
-    if scenario.alert not in res.alerts_seen:
-        res.problems.append(f"{scenario.alert} never fired")
-    if res.rollbacks != scenario.expected.rollbacks:
-        res.problems.append(f"expected {scenario.expected.rollbacks} kubectl call(s), saw {res.rollbacks}")
-    missing = set(scenario.expected.features) - set(res.disabled)
-    if missing:
-        res.problems.append(f"features not disabled: {', '.join(sorted(missing))}")
+    res.problems += _unmet(scenario, res)
     res.ok = not res.problems
     return res
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from canary_guard.durations import format_duration
 from canary_guard.plan import Criteria, Plan
@@ -388,6 +389,33 @@ def conclude(criteria: list[Criterion], comparison: list[Comparison], reasons: l
     return PROMOTE, [promoted]
 
 
+def _criterion_reason(c: Criterion, track: str, baseline: str | None, window: float) -> str | None:
+    """Why one criterion keeps the canary from promotion, or None when it passed."""
+    if c.shared:
+        return (f"{c.name} breached on {track} and not shown to hold on {baseline} "
+                f"({c.baseline_verdict} there): a shared cause (the service, its "
+                f"environment or the objective itself), a rollback would not help: {c.detail}")
+    if c.verdict == FAIL:
+        return f"{c.name} breached: {c.detail}"
+    if c.verdict == INSUFFICIENT:
+        hint = ""
+        if c.needed and c.probes and c.needed > c.probes:
+            longer = math.ceil(window * c.needed / c.probes / 60) * 60
+            hint = f" (at this probe rate: --window {format_duration(longer)} or more)"
+        return f"{c.name} not shown: {c.detail}{hint}"
+    return None
+
+
+def _endpoint_row(ep: str, s: Series) -> dict[str, Any]:
+    """One endpoint's line of the report: its probes and what they measured."""
+    return {
+        "endpoint": ep, "probes": s.counted, "failures": s.failures, "errors": s.errors,
+        "availability": ((s.counted - s.errors) / s.counted) if s.counted else None,
+        "avg_latency": (s.latency_sum / s.latency_count) if s.latency_count else None,
+        "p95_latency": stats.histogram_quantile(0.95, s.sorted_buckets()),
+    }
+
+
 def decide(plan: Plan, index: int, track: str, baseline: str | None, window: float, at: float,
            data: dict[tuple[str, str], Series], started: float | None, since_flag: bool) -> Report:
     phase = plan.phases[index]
@@ -401,20 +429,7 @@ def decide(plan: Plan, index: int, track: str, baseline: str | None, window: flo
     criteria = judge_criteria(phase.criteria, total, canary, endpoints, a.confidence)
     if baseline:
         _mark_shared(criteria, phase.criteria, baseline, data, endpoints, a.confidence)
-    reasons: list[str] = []
-    for c in criteria:
-        if c.shared:
-            reasons.append(f"{c.name} breached on {track} and not shown to hold on {baseline} "
-                           f"({c.baseline_verdict} there): a shared cause (the service, its "
-                           f"environment or the objective itself), a rollback would not help: {c.detail}")
-        elif c.verdict == FAIL:
-            reasons.append(f"{c.name} breached: {c.detail}")
-        elif c.verdict == INSUFFICIENT:
-            hint = ""
-            if c.needed and c.probes and c.needed > c.probes:
-                longer = math.ceil(window * c.needed / c.probes / 60) * 60
-                hint = f" (at this probe rate: --window {format_duration(longer)} or more)"
-            reasons.append(f"{c.name} not shown: {c.detail}{hint}")
+    reasons = [r for c in criteria if (r := _criterion_reason(c, track, baseline, window))]
 
     need = required_elapsed(plan, index, since_flag)
     timing = {"started": started, "elapsed": None, "required": need, "verdict": PASS}
@@ -445,14 +460,6 @@ def decide(plan: Plan, index: int, track: str, baseline: str | None, window: flo
     decision, reasons = conclude(criteria, comparison, reasons, "every criterion shown"
                                  + (f"; no regression against {baseline}" if baseline else ""))
 
-    per_endpoint = []
-    for ep in endpoints:
-        s = canary.get(ep, Series())
-        per_endpoint.append({
-            "endpoint": ep, "probes": s.counted, "failures": s.failures, "errors": s.errors,
-            "availability": ((s.counted - s.errors) / s.counted) if s.counted else None,
-            "avg_latency": (s.latency_sum / s.latency_count) if s.latency_count else None,
-            "p95_latency": stats.histogram_quantile(0.95, s.sorted_buckets()),
-        })
+    per_endpoint = [_endpoint_row(ep, canary.get(ep, Series())) for ep in endpoints]
     return Report(decision, plan.name, phase.name, track, baseline, format_duration(window), at, reasons,
                   criteria, per_endpoint, comparison, timing)

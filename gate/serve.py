@@ -48,9 +48,50 @@ class BadRequest(ValueError):
     pass
 
 
-def create_app(plan: Plan, prometheus: str, timeout: float = 10.0) -> Flask:
-    from .cli import finite, judge, pick_tracks
+def _phase(plan: Plan, source: Mapping[str, Any], default_phase: int | None) -> int:
+    """The phase index a request asks for (a number, 1-based, or a name), else the default."""
     from .evaluate import phase_index
+
+    phase = source.get("phase")
+    if phase in (None, ""):
+        if default_phase is None:
+            raise BadRequest("phase: required (a phase number, 1-based, or name)")
+        return default_phase
+    try:
+        return phase_index(plan, str(phase))
+    except ValueError as err:
+        raise BadRequest(f"phase: {err}") from None
+
+
+def _field(source: Mapping[str, Any], name: str, parse: Callable[[str], float]) -> float | None:
+    """An optional request field, parsed; a bad value is a 400 naming the field."""
+    try:
+        return parse(str(source[name])) if source.get(name) else None
+    except ValueError as err:
+        raise BadRequest(f"{name}: {err}") from None
+
+
+def _flagger_payload() -> dict[str, Any]:
+    """The canary, the hook type and the gate's query from Flagger's webhook body."""
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise BadRequest("body: Flagger's webhook payload (a JSON object) is required")
+    for key in ("name", "namespace"):
+        if not isinstance(body.get(key), str) or not body[key]:
+            raise BadRequest(f"body.{key}: required (Flagger's canary {key})")
+    meta = body.get("metadata") or {}
+    if not isinstance(meta, dict):
+        raise BadRequest("body.metadata: must be a mapping of strings")
+    source = {k: v for k, v in meta.items() if k in ("phase", "track", "baseline", "window")}
+    source.update({k: v for k, v in request.args.items()})
+    return {"canary": f"{body['namespace']}/{body['name']}", "type": body.get("type", ""),
+            "source": source}
+
+
+def create_app(plan: Plan, prometheus: str, timeout: float = 10.0) -> Flask:
+    from canary_guard.durations import parse_duration
+
+    from .cli import finite, judge, pick_tracks
     from .prom import Prometheus, PrometheusError, parse_time
 
     app = Flask("canary_guard.gate.serve")
@@ -59,27 +100,10 @@ def create_app(plan: Plan, prometheus: str, timeout: float = 10.0) -> Flask:
     last_timed = max((i for i, p in enumerate(plan.phases) if p.duration is not None), default=0)
 
     def decide(source: Mapping[str, Any], default_phase: int | None = None) -> Report:
-        phase = source.get("phase")
-        if phase in (None, ""):
-            if default_phase is None:
-                raise BadRequest("phase: required (a phase number, 1-based, or name)")
-            index = default_phase
-        else:
-            try:
-                index = phase_index(plan, str(phase))
-            except ValueError as err:
-                raise BadRequest(f"phase: {err}") from None
-        def field(name: str, parse: Callable[[str], float]) -> float | None:
-            try:
-                return parse(str(source[name])) if source.get(name) else None
-            except ValueError as err:
-                raise BadRequest(f"{name}: {err}") from None
-
-        from canary_guard.durations import parse_duration
-
-        at = field("at", parse_time) or parse_time("now")
-        since = field("since", parse_time)
-        window = field("window", parse_duration)
+        index = _phase(plan, source, default_phase)
+        at = _field(source, "at", parse_time) or parse_time("now")
+        since = _field(source, "since", parse_time)
+        window = _field(source, "window", parse_duration)
         if window is not None and window <= 0:
             raise BadRequest("window: must be above 0")
         try:
@@ -123,26 +147,11 @@ def create_app(plan: Plan, prometheus: str, timeout: float = 10.0) -> Flask:
         # a 5xx would be a measurement error instead.
         return jsonify(report_json(decide(request.args)))
 
-    def flagger_payload() -> dict[str, Any]:
-        body = request.get_json(silent=True)
-        if not isinstance(body, dict):
-            raise BadRequest("body: Flagger's webhook payload (a JSON object) is required")
-        for key in ("name", "namespace"):
-            if not isinstance(body.get(key), str) or not body[key]:
-                raise BadRequest(f"body.{key}: required (Flagger's canary {key})")
-        meta = body.get("metadata") or {}
-        if not isinstance(meta, dict):
-            raise BadRequest("body.metadata: must be a mapping of strings")
-        source = {k: v for k, v in meta.items() if k in ("phase", "track", "baseline", "window")}
-        source.update({k: v for k, v in request.args.items()})
-        return {"canary": f"{body['namespace']}/{body['name']}", "type": body.get("type", ""),
-                "source": source}
-
     # Flagger's hooks: which decisions let Flagger go on (promote, roll back, pass the check)
     hooks = {"confirm-promotion": ("promote",), "rollback": ("rollback",), "check": ("promote", "hold")}
 
     def flagger_hook(hook: str) -> Response:
-        payload = flagger_payload()
+        payload = _flagger_payload()
         report = decide(payload["source"], last_timed)
         go = report.decision in hooks[hook]
         log.info(f"flagger {hook}", extra={"canary": payload["canary"], "decision": report.decision,

@@ -16,6 +16,7 @@ import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -73,6 +74,36 @@ class RolloutCollector:
         yield changes
 
 
+def _audit(rollout: Rollout, query: str) -> tuple[int, dict[str, Any]]:
+    """``GET /audit?limit=N``: the newest N entries of the audit trail."""
+    try:
+        limit = int(parse_qs(query).get("limit", ["100"])[0])
+        if not 1 <= limit <= 100_000:
+            raise ValueError
+    except ValueError:
+        return 400, {"error": "limit: a whole number from 1 to 100000"}
+    return 200, {"audit": rollout.store.audit_trail(limit)}
+
+
+def _control(rollout: Rollout, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """A ``POST`` to /pause, /resume, /abort or /approve: 200 done, 409 refused in this state."""
+    reason = str(body.get("reason") or "")[:500]
+    if path == "/pause":
+        ok, msg = rollout.pause(reason)
+    elif path == "/resume":
+        ok, msg = rollout.resume()
+    elif path == "/abort":
+        ok, msg = rollout.abort(reason)
+    elif path == "/approve":
+        phase = body.get("phase")
+        if phase is not None and (not isinstance(phase, int) or isinstance(phase, bool)):
+            return 400, {"error": "phase: a phase number (1-based)"}
+        ok, msg = rollout.approve(phase)
+    else:
+        return 404, {"error": f"no {path}"}
+    return (200 if ok else 409), {"ok": ok, "message": msg, "status": rollout.snapshot()["status"]}
+
+
 def make_server(rollout: Rollout, host: str, port: int, token: str | None) -> ThreadingHTTPServer:
     registry = CollectorRegistry()
     registry.register(RolloutCollector(rollout))
@@ -95,14 +126,7 @@ def make_server(rollout: Rollout, host: str, port: int, token: str | None) -> Th
             elif url.path == "/status":
                 self._send(200, rollout.snapshot())
             elif url.path == "/audit":
-                try:
-                    limit = int(parse_qs(url.query).get("limit", ["100"])[0])
-                    if not 1 <= limit <= 100_000:
-                        raise ValueError
-                except ValueError:
-                    self._send(400, {"error": "limit: a whole number from 1 to 100000"})
-                    return
-                self._send(200, {"audit": rollout.store.audit_trail(limit)})
+                self._send(*_audit(rollout, url.query))
             elif url.path == "/metrics":
                 self._send(200, generate_latest(registry), "text/plain; version=0.0.4; charset=utf-8")
             else:
@@ -126,23 +150,7 @@ def make_server(rollout: Rollout, host: str, port: int, token: str | None) -> Th
             except ValueError as err:
                 self._send(400, {"error": f"body: {err}"})
                 return
-            reason = str(body.get("reason") or "")[:500]
-            if url.path == "/pause":
-                ok, msg = rollout.pause(reason)
-            elif url.path == "/resume":
-                ok, msg = rollout.resume()
-            elif url.path == "/abort":
-                ok, msg = rollout.abort(reason)
-            elif url.path == "/approve":
-                phase = body.get("phase")
-                if phase is not None and (not isinstance(phase, int) or isinstance(phase, bool)):
-                    self._send(400, {"error": "phase: a phase number (1-based)"})
-                    return
-                ok, msg = rollout.approve(phase)
-            else:
-                self._send(404, {"error": f"no {url.path}"})
-                return
-            self._send(200 if ok else 409, {"ok": ok, "message": msg, "status": rollout.snapshot()["status"]})
+            self._send(*_control(rollout, url.path, body))
 
         def log_message(self, format: str, *args: object) -> None:
             pass

@@ -129,6 +129,34 @@ class FaultTable:
 
     def parse(self, data: Any) -> Fault:
         """Validate a ``POST /-/faults`` body into a Fault (not yet added)."""
+        endpoint, mode = self._target(data)
+        fault = Fault(
+            id=f"f{next(self._ids)}",
+            endpoint=endpoint,
+            mode=mode,
+            rate=_number(data, "rate", 1.0, 0.0, 1.0),
+            latency_ms=_number(data, "latency_ms", 0.0, 0.0, MAX_LATENCY_MS),
+        )
+        if mode == "slow" and fault.latency_ms <= 0:
+            raise FaultError("latency_ms: mode slow needs latency_ms > 0 (milliseconds to add)")
+        if "count" in data:
+            fault.count = _integer(data, "count", 1, 1, 1_000_000_000)
+        if mode == "pii" and "kind" in data:
+            if data["kind"] not in PII_KINDS:
+                raise FaultError(f"kind: {data['kind']!r} is not a PII kind (kinds: {', '.join(PII_KINDS)})")
+            fault.kind = data["kind"]
+        if mode == "null_field" and "field" in data:
+            fault.field = self._field(endpoint, data["field"])
+        if mode == "error":
+            fault.status_code = _integer(data, "status_code", 500, 400, 599)
+        if mode == "huge":
+            fault.size_bytes = _integer(data, "size_bytes", DEFAULT_HUGE_BYTES, 1, MAX_HUGE_BYTES)
+        if mode == "rate_limited":
+            fault.retry_after = _integer(data, "retry_after", 60, 0, 86_400)
+        return fault
+
+    def _target(self, data: Any) -> tuple[str, str]:
+        """The body's endpoint and mode, once its fields are known and fit the mode."""
         if not isinstance(data, dict):
             raise FaultError('body: must be a JSON object like {"endpoint": "*", "mode": "error"}')
         unknown = sorted(set(data) - _KNOWN)
@@ -148,39 +176,19 @@ class FaultTable:
         for key, modes in _OPTIONS.items():
             if key in data and mode not in modes:
                 raise FaultError(f"{key}: only applies to mode {' or '.join(modes)}, not {mode}")
-        fault = Fault(
-            id=f"f{next(self._ids)}",
-            endpoint=endpoint,
-            mode=mode,
-            rate=_number(data, "rate", 1.0, 0.0, 1.0),
-            latency_ms=_number(data, "latency_ms", 0.0, 0.0, MAX_LATENCY_MS),
-        )
-        if mode == "slow" and fault.latency_ms <= 0:
-            raise FaultError("latency_ms: mode slow needs latency_ms > 0 (milliseconds to add)")
-        if "count" in data:
-            fault.count = _integer(data, "count", 1, 1, 1_000_000_000)
-        if mode == "pii" and "kind" in data:
-            if data["kind"] not in PII_KINDS:
-                raise FaultError(f"kind: {data['kind']!r} is not a PII kind (kinds: {', '.join(PII_KINDS)})")
-            fault.kind = data["kind"]
-        if mode == "null_field" and "field" in data:
-            name = data["field"]
-            if not isinstance(name, str) or not name:
-                raise FaultError("field: must be the name of a response field")
-            targets = self.endpoints if endpoint == "*" else {endpoint: self.endpoints[endpoint]}
-            missing = [n for n, fields in targets.items() if name not in fields]
-            if missing:
-                raise FaultError(
-                    f"field: {name!r} is not a required field of {', '.join(missing)}"
-                )
-            fault.field = name
-        if mode == "error":
-            fault.status_code = _integer(data, "status_code", 500, 400, 599)
-        if mode == "huge":
-            fault.size_bytes = _integer(data, "size_bytes", DEFAULT_HUGE_BYTES, 1, MAX_HUGE_BYTES)
-        if mode == "rate_limited":
-            fault.retry_after = _integer(data, "retry_after", 60, 0, 86_400)
-        return fault
+        return endpoint, mode
+
+    def _field(self, endpoint: str, name: Any) -> str:
+        """A null_field fault's field: one every targeted endpoint's response requires."""
+        if not isinstance(name, str) or not name:
+            raise FaultError("field: must be the name of a response field")
+        targets = self.endpoints if endpoint == "*" else {endpoint: self.endpoints[endpoint]}
+        missing = [n for n, fields in targets.items() if name not in fields]
+        if missing:
+            raise FaultError(
+                f"field: {name!r} is not a required field of {', '.join(missing)}"
+            )
+        return name
 
     def add(self, data: Any) -> Fault:
         fault = self.parse(data)

@@ -81,6 +81,44 @@ def parse_listen(text: str) -> tuple[str, int]:
     return (host.strip("[]") or "0.0.0.0"), int(port)
 
 
+def check_options(args: argparse.Namespace) -> None:
+    """The numeric and URL options, each within its range (ValueError naming the option)."""
+    if not 1 <= args.lease <= 3600:
+        raise ValueError("--lease: must be between 1 and 3600 seconds")
+    for name in ("header_timeout", "body_timeout", "idle_timeout"):
+        if not 0 < getattr(args, name) <= 3600:
+            raise ValueError(f"--{name.replace('_', '-')}: must be above 0 and at most 3600 seconds")
+    if args.max_connections_per_client < 1 or args.connection_limit < 1:
+        raise ValueError("--max-connections-per-client and --connection-limit: must be at least 1")
+    for url in [*args.alertmanager, *([args.external_url] if args.external_url else [])]:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"{url!r}: --alertmanager and --external-url take http(s):// URLs")
+
+
+def read_session_key(args: argparse.Namespace) -> bytes | None:
+    """The key that signs session cookies, from --session-key-file (None: a random one)."""
+    if not args.session_key_file:
+        return None
+    try:
+        return open(args.session_key_file, "rb").read().strip() or None
+    except OSError as err:
+        raise ValueError(f"--session-key-file: cannot read {args.session_key_file}: "
+                         f"{err.strerror}") from None
+
+
+def warn_unguarded(args: argparse.Namespace, token: str | None) -> None:
+    """Say at start-up what this configuration leaves unprotected or unannounced."""
+    if not token:
+        log.warning("authentication is DISABLED (--insecure-no-auth): anyone who can reach "
+                    "this port can trigger rollbacks")
+    if not args.alertmanager:
+        log.warning("no --alertmanager: a failed action is shown on the page and /healthz, but no "
+                    "CanaryGuardActionFailed alert tells anyone")
+    if not args.users:
+        log.warning("no --users: only Alertmanager's token can read the page and /api/*, and nobody "
+                    "can decide on incidents")
+
+
 def run(args: argparse.Namespace) -> int:
     from prometheus_client import disable_created_metrics
 
@@ -97,23 +135,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         host, port = parse_listen(args.listen)
         token = read_token(plan)
-        if not 1 <= args.lease <= 3600:
-            raise ValueError("--lease: must be between 1 and 3600 seconds")
-        for name in ("header_timeout", "body_timeout", "idle_timeout"):
-            if not 0 < getattr(args, name) <= 3600:
-                raise ValueError(f"--{name.replace('_', '-')}: must be above 0 and at most 3600 seconds")
-        if args.max_connections_per_client < 1 or args.connection_limit < 1:
-            raise ValueError("--max-connections-per-client and --connection-limit: must be at least 1")
-        for url in [*args.alertmanager, *([args.external_url] if args.external_url else [])]:
-            if not url.startswith(("http://", "https://")):
-                raise ValueError(f"{url!r}: --alertmanager and --external-url take http(s):// URLs")
-        session_key = None
-        if args.session_key_file:
-            try:
-                session_key = open(args.session_key_file, "rb").read().strip() or None
-            except OSError as err:
-                raise ValueError(f"--session-key-file: cannot read {args.session_key_file}: "
-                                 f"{err.strerror}") from None
+        check_options(args)
+        session_key = read_session_key(args)
         config = WebhookConfig(db=args.db, token=token, insecure_no_auth=args.insecure_no_auth,
                                dry_run=args.dry_run, workers=args.workers, lease=args.lease,
                                users_file=args.users, alertmanagers=args.alertmanager,
@@ -123,15 +146,7 @@ def run(args: argparse.Namespace) -> int:
         kind = "configuration" if isinstance(err, ConfigError) else "error"
         print(f"canary-guard webhook: {kind}: {err}", file=sys.stderr)
         return 2
-    if not token:
-        log.warning("authentication is DISABLED (--insecure-no-auth): anyone who can reach "
-                    "this port can trigger rollbacks")
-    if not args.alertmanager:
-        log.warning("no --alertmanager: a failed action is shown on the page and /healthz, but no "
-                    "CanaryGuardActionFailed alert tells anyone")
-    if not args.users:
-        log.warning("no --users: only Alertmanager's token can read the page and /api/*, and nobody "
-                    "can decide on incidents")
+    warn_unguarded(args, token)
     services = state(app)
 
     server = create_front_door(

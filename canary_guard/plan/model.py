@@ -74,58 +74,10 @@ class Plan(Model):
         track_names = {t.name for t in self.targets}
         if self.analysis.baseline and self.analysis.baseline not in track_names:
             problems.append(f"analysis.baseline: no target named {self.analysis.baseline!r}")
-        scrape = self.prometheus.scrape_interval
         for i, trig in enumerate(self.triggers):
-            if trig.action not in self.actions:
-                known = ", ".join(sorted(self.actions)) or "none"
-                problems.append(
-                    f"triggers[{i}].action: {trig.action!r} is not defined in actions "
-                    f"(defined: {known})"
-                )
-            for j, track in enumerate(trig.tracks or []):
-                if track not in track_names:
-                    problems.append(f"triggers[{i}].tracks[{j}]: no target named {track!r}")
-            if trig.baseline not in ("auto", "none"):
-                if trig.baseline not in track_names:
-                    problems.append(f"triggers[{i}].baseline: no target named {trig.baseline!r}")
-                elif trig.baseline in self.trigger_tracks(trig):
-                    problems.append(f"triggers[{i}].baseline: {trig.baseline!r} is a track this "
-                                    "trigger watches; the baseline must be another track")
-            if trig.source == "traffic" and self.traffic is None:
-                problems.append(f"triggers[{i}].source: 'traffic' needs the plan's traffic section "
-                                "(the service's request metrics)")
-            if trig.window is not None and trig.window < scrape:
-                problems.append(
-                    f"triggers[{i}].window: {format_duration(trig.window)} is shorter than "
-                    f"prometheus.scrape_interval ({format_duration(scrape)})"
-                )
-            if trig.window is not None and trig.window < 2 * self.probe.interval and trig.kind in (
-                "error_rate",
-                "availability",
-                "latency_avg",
-            ) and trig.source == "probe":
-                problems.append(
-                    f"triggers[{i}].window: {format_duration(trig.window)} holds fewer than "
-                    f"two probes at probe.interval {format_duration(self.probe.interval)}"
-                )
-            problems += _trigger_reach(self, i, trig)
+            problems += self._trigger_problems(i, trig, track_names)
         for name, action in self.actions.items():
-            if isinstance(action, Sequence):
-                for j, step in enumerate(action.steps):
-                    if step not in self.actions:
-                        problems.append(f"actions.{name}.steps[{j}]: no action named {step!r}")
-                    elif isinstance(self.actions[step], Sequence):
-                        problems.append(
-                            f"actions.{name}.steps[{j}]: {step!r} is a sequence; "
-                            "sequences do not nest"
-                        )
-            if isinstance(action, DisableFeature) and isinstance(action.features, list):
-                features = {e.feature for e in self.endpoints if e.feature}
-                for j, feat in enumerate(action.features):
-                    if feat not in features:
-                        problems.append(
-                            f"actions.{name}.features[{j}]: {feat!r} is no endpoint's feature"
-                        )
+            problems += self._action_problems(name, action)
         problems += notify_section.problems(self)
         problems += rollout_section.problems(self)
         problems += shared_cause_section.problems(self)
@@ -135,6 +87,66 @@ class Plan(Model):
         if problems:
             raise ValueError("\n".join(problems))
         return self
+
+    def _trigger_problems(self, i: int, trig: Trigger, track_names: set[str]) -> list[str]:
+        """What is wrong with triggers[i] against the rest of the plan."""
+        out: list[str] = []
+        scrape = self.prometheus.scrape_interval
+        if trig.action not in self.actions:
+            known = ", ".join(sorted(self.actions)) or "none"
+            out.append(
+                f"triggers[{i}].action: {trig.action!r} is not defined in actions "
+                f"(defined: {known})"
+            )
+        for j, track in enumerate(trig.tracks or []):
+            if track not in track_names:
+                out.append(f"triggers[{i}].tracks[{j}]: no target named {track!r}")
+        if trig.baseline not in ("auto", "none"):
+            if trig.baseline not in track_names:
+                out.append(f"triggers[{i}].baseline: no target named {trig.baseline!r}")
+            elif trig.baseline in self.trigger_tracks(trig):
+                out.append(f"triggers[{i}].baseline: {trig.baseline!r} is a track this "
+                           "trigger watches; the baseline must be another track")
+        if trig.source == "traffic" and self.traffic is None:
+            out.append(f"triggers[{i}].source: 'traffic' needs the plan's traffic section "
+                       "(the service's request metrics)")
+        if trig.window is not None and trig.window < scrape:
+            out.append(
+                f"triggers[{i}].window: {format_duration(trig.window)} is shorter than "
+                f"prometheus.scrape_interval ({format_duration(scrape)})"
+            )
+        if trig.window is not None and trig.window < 2 * self.probe.interval and trig.kind in (
+            "error_rate",
+            "availability",
+            "latency_avg",
+        ) and trig.source == "probe":
+            out.append(
+                f"triggers[{i}].window: {format_duration(trig.window)} holds fewer than "
+                f"two probes at probe.interval {format_duration(self.probe.interval)}"
+            )
+        out += _trigger_reach(self, i, trig)
+        return out
+
+    def _action_problems(self, name: str, action: Action) -> list[str]:
+        """What is wrong with actions.<name> against the other actions and the endpoints."""
+        out: list[str] = []
+        if isinstance(action, Sequence):
+            for j, step in enumerate(action.steps):
+                if step not in self.actions:
+                    out.append(f"actions.{name}.steps[{j}]: no action named {step!r}")
+                elif isinstance(self.actions[step], Sequence):
+                    out.append(
+                        f"actions.{name}.steps[{j}]: {step!r} is a sequence; "
+                        "sequences do not nest"
+                    )
+        if isinstance(action, DisableFeature) and isinstance(action.features, list):
+            features = {e.feature for e in self.endpoints if e.feature}
+            for j, feat in enumerate(action.features):
+                if feat not in features:
+                    out.append(
+                        f"actions.{name}.features[{j}]: {feat!r} is no endpoint's feature"
+                    )
+        return out
 
     # -- derived values ----------------------------------------------------------------
 

@@ -82,6 +82,28 @@ class Traffic(Model):
 
 def problems(plan: Plan) -> list[str]:
     """What is wrong with the traffic section and the traffic triggers, with field paths."""
+    out = _trigger_problems(plan)
+    t = plan.traffic
+    if t is None:
+        return out
+    if t.duration is not None and t.duration.endswith(_HISTOGRAM_SUFFIXES):
+        base = re.sub(r"_(bucket|sum|count)$", "", t.duration)
+        out.append(f"traffic.duration: name the histogram without its suffix: {base!r}")
+    out += _label_problems(t)
+    out += _endpoint_problems(plan, t)
+    if t.ignored_error_types and t.errors is None:
+        out.append("traffic.ignored_error_types: needs traffic.errors (the counter that says "
+                   "the error type)")
+    scrape = plan.prometheus.scrape_interval
+    if t.window < 2 * scrape:
+        out.append(f"traffic.window: {format_duration(t.window)} holds fewer than two scrapes at "
+                   f"prometheus.scrape_interval ({format_duration(scrape)}): rate() needs two "
+                   f"samples; use at least {format_duration(2 * scrape)}")
+    return out
+
+
+def _trigger_problems(plan: Plan) -> list[str]:
+    """Triggers' fields that do not fit their source (probe or traffic)."""
     out: list[str] = []
     t = plan.traffic
     for i, trig in enumerate(plan.triggers):
@@ -101,11 +123,12 @@ def problems(plan: Plan) -> list[str]:
         if trig.kind == "latency_avg" and t.duration is None:
             out.append(f"triggers[{i}].source: a traffic latency trigger needs traffic.duration "
                        "(the service's latency histogram)")
-    if t is None:
-        return out
-    if t.duration is not None and t.duration.endswith(_HISTOGRAM_SUFFIXES):
-        base = re.sub(r"_(bucket|sum|count)$", "", t.duration)
-        out.append(f"traffic.duration: name the histogram without its suffix: {base!r}")
+    return out
+
+
+def _label_problems(t: Traffic) -> list[str]:
+    """Label names that are Prometheus's own or that two fields share."""
+    out: list[str] = []
     labels = {"status_label": t.status_label, "endpoint_label": t.endpoint_label,
               "track_label": t.track_label}
     if t.errors is not None:
@@ -120,6 +143,12 @@ def problems(plan: Plan) -> list[str]:
         if name in seen and field != "error_type_label":
             out.append(f"traffic.{field}: {name!r} is also traffic.{seen[name]}")
         seen.setdefault(name, field)
+    return out
+
+
+def _endpoint_problems(plan: Plan, t: Traffic) -> list[str]:
+    """traffic.endpoints entries that name no plan endpoint, or one twice."""
+    out: list[str] = []
     known = {e.name for e in plan.endpoints}
     mapped: dict[str, str] = {}
     for value, name in t.endpoints.items():
@@ -132,14 +161,6 @@ def problems(plan: Plan) -> list[str]:
             out.append(f"traffic.endpoints.{value}: {value!r} is another plan endpoint's name; "
                        "its series would be counted twice")
         mapped.setdefault(name, value)
-    if t.ignored_error_types and t.errors is None:
-        out.append("traffic.ignored_error_types: needs traffic.errors (the counter that says "
-                   "the error type)")
-    scrape = plan.prometheus.scrape_interval
-    if t.window < 2 * scrape:
-        out.append(f"traffic.window: {format_duration(t.window)} holds fewer than two scrapes at "
-                   f"prometheus.scrape_interval ({format_duration(scrape)}): rate() needs two "
-                   f"samples; use at least {format_duration(2 * scrape)}")
     return out
 
 
