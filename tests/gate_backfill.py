@@ -10,8 +10,13 @@ from __future__ import annotations
 import math
 import random
 import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from conftest import Processes, free_port, need_binary
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2.5, 5, 10, math.inf)
 
@@ -124,3 +129,38 @@ def backfill(promtool: str, openmetrics: Path, data_dir: Path) -> None:
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=300)
     if proc.returncode != 0:
         raise RuntimeError(f"promtool failed: {proc.stdout}\n{proc.stderr}")
+
+
+@contextmanager
+def prometheus_over(root: Path) -> Iterator[str]:
+    """A Prometheus over the TSDB backfilled into ``root/tsdb``: its URL, once it answers queries."""
+    prometheus = need_binary("prometheus")
+    (root / "prometheus.yml").write_text("global:\n  scrape_interval: 15s\n")
+    (root / "logs").mkdir()
+    procs = Processes(root / "logs")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        procs.start([prometheus, f"--config.file={root / 'prometheus.yml'}",
+                     f"--storage.tsdb.path={root / 'tsdb'}", "--storage.tsdb.retention.time=30d",
+                     f"--web.listen-address=127.0.0.1:{port}"],
+                    "prometheus", ready_url=f"{url}/-/ready", timeout=60)
+        _wait_ready(url)
+        yield url
+    finally:
+        procs.stop_all()
+
+
+def _wait_ready(url: str) -> None:
+    # /-/ready answers 503 while the TSDB loads; Processes.start only waits for an answer
+    import httpx
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/-/ready", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError("prometheus not ready")

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import CLI, Processes, free_port, need_binary
-from gate_backfill import Scenario, backfill, write_openmetrics
+from gate_backfill import Scenario, backfill, prometheus_over, write_openmetrics
 
 from canary_guard.cli import main
 
@@ -70,39 +70,13 @@ SCENARIOS = [
 
 @pytest.fixture(scope="module")
 def prom(tmp_path_factory) -> str:
-    promtool, prometheus = need_binary("promtool"), need_binary("prometheus")
+    promtool = need_binary("promtool")
     root = tmp_path_factory.mktemp("gate-prom")
     om = root / "data.om"
     write_openmetrics(SCENARIOS, om)
     backfill(promtool, om, root / "tsdb")
-    (root / "prometheus.yml").write_text("global:\n  scrape_interval: 15s\n")
-    (root / "logs").mkdir()
-    procs = Processes(root / "logs")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    try:
-        procs.start([prometheus, f"--config.file={root / 'prometheus.yml'}",
-                     f"--storage.tsdb.path={root / 'tsdb'}", "--storage.tsdb.retention.time=30d",
-                     f"--web.listen-address=127.0.0.1:{port}"],
-                    "prometheus", ready_url=f"{url}/-/ready", timeout=60)
-        _wait_ready(url)
+    with prometheus_over(root) as url:
         yield url
-    finally:
-        procs.stop_all()
-
-
-def _wait_ready(url: str) -> None:
-    import httpx
-
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/-/ready", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError("prometheus not ready")
 
 
 @pytest.fixture(scope="module")

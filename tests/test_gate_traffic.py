@@ -14,9 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import Processes, free_port, need_binary
-from gate_backfill import Scenario, backfill, write_openmetrics
-from test_gate import _wait_ready
+from conftest import need_binary
+from gate_backfill import Scenario, backfill, prometheus_over, write_openmetrics
 
 from canary_guard.cli import main
 
@@ -60,26 +59,14 @@ FLAGGED = [Scenario("flagged", EPS, AT - 2 * H, AT, 3600, failures_per_hour=108,
 
 @pytest.fixture(scope="module")
 def prom(tmp_path_factory) -> str:
-    promtool, prometheus = need_binary("promtool"), need_binary("prometheus")
+    promtool = need_binary("promtool")
     root = tmp_path_factory.mktemp("gate-traffic-prom")
     for i, (traffic, error_type) in enumerate(((TRAFFIC, "internal"), (FLAGGED, "feature_disabled"))):
         om = root / f"data{i}.om"
         write_openmetrics(PROBES if i == 0 else [], om, traffic=traffic, error_type=error_type)
         backfill(promtool, om, root / "tsdb")
-    (root / "prometheus.yml").write_text("global:\n  scrape_interval: 15s\n")
-    (root / "logs").mkdir()
-    procs = Processes(root / "logs")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    try:
-        procs.start([prometheus, f"--config.file={root / 'prometheus.yml'}",
-                     f"--storage.tsdb.path={root / 'tsdb'}", "--storage.tsdb.retention.time=30d",
-                     f"--web.listen-address=127.0.0.1:{port}"],
-                    "prometheus", ready_url=f"{url}/-/ready", timeout=60)
-        _wait_ready(url)
+    with prometheus_over(root) as url:
         yield url
-    finally:
-        procs.stop_all()
 
 
 @pytest.fixture(scope="module")
