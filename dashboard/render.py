@@ -47,6 +47,12 @@ def _rule(level: str, family: str, window: str) -> str:
     return f"{level}:{family}{window}{{{SEL if level == 'track_endpoint' else TRACK_SEL}}}"
 
 
+def _per_endpoint(title: str, family: str, window: str, **panel: Any) -> dict[str, Any]:
+    """A time series of one recording rule per track and endpoint (what the triggers read)."""
+    return g.timeseries(title, [g.target(_rule("track_endpoint", family, window), "{{track}} {{endpoint}}")],
+                        **panel)
+
+
 def users(plan: Plan) -> list[tuple[dict, int, int]]:
     """The service's own requests beside the probes: the recording rules the traffic triggers
     read (same window), with their thresholds."""
@@ -70,17 +76,15 @@ def users(plan: Plan) -> list[tuple[dict, int, int]]:
                     f"{', '.join(t.ignored_error_types) or 'none'} do not count against the canary.",
     ), 12, 8)]
     out = [
-        (g.timeseries(
-            f"User traffic: requests per endpoint ({w})",
-            [g.target(_rule("track_endpoint", f"{fam}_requests:rate", w), "{{track}} {{endpoint}}")],
+        (_per_endpoint(
+            f"User traffic: requests per endpoint ({w})", f"{fam}_requests:rate", w,
             unit="reqps", minimum=0,
             description=f"Requests per second the service counted itself ({t.requests}): its users' "
                         "and the probes' (User-Agent canary-guard-probe). The canary's share follows "
                         "the phase's weight.",
         ), 12, 8),
-        (g.timeseries(
-            f"User traffic: error rate per endpoint ({w})",
-            [g.target(_rule("track_endpoint", f"{fam}_error_ratio:ratio_rate", w), "{{track}} {{endpoint}}")],
+        (_per_endpoint(
+            f"User traffic: error rate per endpoint ({w})", f"{fam}_error_ratio:ratio_rate", w,
             unit="percentunit", minimum=0,
             steps=g.thresholds(("green", None), ("orange", plan.slos.error_rate),
                                *([("red", err.threshold)] if err and err.threshold else [])),
@@ -111,27 +115,16 @@ def dashboard_uid(plan: Plan) -> str:
     return uid[:40]  # Grafana's limit
 
 
-def build_dashboard(plan: Plan) -> dict[str, Any]:
-    shortest = min(plan.windows())
-    slo_window = format_duration(plan.slos.window)
-    slos = plan.slos
-
-    err = _trigger(plan, "error_rate")
-    err_w = _window(plan, err, shortest)
-    latency_triggers = [t for t in plan.triggers if t.kind == "latency_avg" and t.source == "probe"]
-    lat = min(latency_triggers, key=lambda t: t.threshold or 0, default=None)
-    lat_w = _window(plan, lat, shortest)
-    avail = _trigger(plan, "availability")
-    avail_w = _window(plan, avail, shortest)
-    nulls = _trigger(plan, "null_streak")
-    short_w = format_duration(shortest)
-    # the triggers' alerts, and the page raised when a baseline breaches with its guarded track
+def _alert_names(plan: Plan) -> str:
+    """The triggers' alerts, and the page raised when a baseline breaches with its guarded track."""
     shared = plan.shared_cause_alert()
-    alert_names = "|".join(sorted({t.alert for t in plan.triggers} | ({shared} if shared else set()))) \
+    return "|".join(sorted({t.alert for t in plan.triggers} | ({shared} if shared else set()))) \
         or "Canary.*"
-    has_phases = bool(plan.phases)
 
-    # -- overview -------------------------------------------------------------------------
+
+def _overview(plan: Plan, alert_names: str) -> list[tuple[dict, int, int]]:
+    """Stat panels: phase gates, alerts firing, actions taken, runs to review, PII exposures."""
+    has_phases = bool(plan.phases)
     overview: list[tuple[dict, int, int]] = []
     if has_phases:
         overview.append((g.stat(
@@ -179,7 +172,14 @@ def build_dashboard(plan: Plan) -> dict[str, Any]:
         ), 4, 5),
     ]
 
-    # -- requests and errors --------------------------------------------------------------
+    return overview
+
+
+def _requests(plan: Plan) -> list[tuple[dict, int, int]]:
+    """Probe rate and outcomes, the error rate the error-rate trigger reads, errors by reason."""
+    slos = plan.slos
+    err = _trigger(plan, "error_rate")
+    err_w = _window(plan, err, min(plan.windows()))
     err_steps = g.thresholds(("green", None), ("orange", slos.error_rate),
                              *([("red", err.threshold)] if err and err.threshold else []))
     traffic = [
@@ -199,10 +199,8 @@ def build_dashboard(plan: Plan) -> dict[str, Any]:
             description="success, error, null (a required field missing or null) and disabled "
                         "(the feature was switched off; not counted against the canary).",
         ), 12, 8),
-        (g.timeseries(
-            f"Error rate per endpoint ({err_w})",
-            [g.target(_rule("track_endpoint", "canary_probe_error_ratio:ratio_rate", err_w),
-                      "{{track}} {{endpoint}}")],
+        (_per_endpoint(
+            f"Error rate per endpoint ({err_w})", "canary_probe_error_ratio:ratio_rate", err_w,
             unit="percentunit", minimum=0, steps=err_steps,
             description=f"Errors / counted probes over {err_w}, the window the error-rate trigger "
                         f"uses. Lines: SLO {slos.error_rate:.2%}"
@@ -218,38 +216,53 @@ def build_dashboard(plan: Plan) -> dict[str, Any]:
         ), 12, 8),
     ]
 
-    # -- latency --------------------------------------------------------------------------
+    return traffic
+
+
+def _latency(plan: Plan) -> list[tuple[dict, int, int]]:
+    """Average latency as the latency triggers read it, p95 and p99 against the SLOs."""
+    slos = plan.slos
+    shortest = min(plan.windows())
+    latency_triggers = [t for t in plan.triggers if t.kind == "latency_avg" and t.source == "probe"]
+    lat = min(latency_triggers, key=lambda t: t.threshold or 0, default=None)
+    lat_w = _window(plan, lat, shortest)
+    short_w = format_duration(shortest)
     lat_steps = g.thresholds(("green", None), ("orange", slos.avg_latency),
                              *([("red", lat.threshold)] if lat and lat.threshold else []))
     latency = [
-        (g.timeseries(
-            f"Average latency per endpoint ({lat_w})",
-            [g.target(_rule("track_endpoint", "canary_probe_duration_seconds:avg_rate", lat_w),
-                      "{{track}} {{endpoint}}")],
+        (_per_endpoint(
+            f"Average latency per endpoint ({lat_w})", "canary_probe_duration_seconds:avg_rate", lat_w,
             unit="s", minimum=0, steps=lat_steps,
             description=f"Mean probe latency over {lat_w}, as the latency triggers see it. Lines: SLO "
                         f"{format_duration(slos.avg_latency)}"
                         + (f", trigger {format_duration(lat.threshold)}." if lat and lat.threshold else "."),
         ), 8, 8),
-        (g.timeseries(
-            f"p95 latency per endpoint ({short_w})",
-            [g.target(_rule("track_endpoint", "canary_probe_duration_seconds:p95_rate", short_w),
-                      "{{track}} {{endpoint}}")],
+        (_per_endpoint(
+            f"p95 latency per endpoint ({short_w})", "canary_probe_duration_seconds:p95_rate", short_w,
             unit="s", minimum=0, steps=g.thresholds(("green", None), ("red", slos.p95_latency)),
             description=f"95th percentile of probe latency over {short_w} (histogram). "
                         f"Line: SLO p95 < {format_duration(slos.p95_latency)}.",
         ), 8, 8),
-        (g.timeseries(
-            f"p99 latency per endpoint ({short_w})",
-            [g.target(_rule("track_endpoint", "canary_probe_duration_seconds:p99_rate", short_w),
-                      "{{track}} {{endpoint}}")],
+        (_per_endpoint(
+            f"p99 latency per endpoint ({short_w})", "canary_probe_duration_seconds:p99_rate", short_w,
             unit="s", minimum=0, steps=g.thresholds(("green", None), ("red", slos.p99_latency)),
             description=f"99th percentile of probe latency over {short_w} (histogram). "
                         f"Line: SLO p99 < {format_duration(slos.p99_latency)}.",
         ), 8, 8),
     ]
 
-    # -- correctness ----------------------------------------------------------------------
+    return latency
+
+
+def _correctness(plan: Plan) -> list[tuple[dict, int, int]]:
+    """Success rate (track and endpoint), null streaks, PII exposures, probe age."""
+    slos = plan.slos
+    shortest = min(plan.windows())
+    slo_window = format_duration(slos.window)
+    avail = _trigger(plan, "availability")
+    avail_w = _window(plan, avail, shortest)
+    nulls = _trigger(plan, "null_streak")
+    short_w = format_duration(shortest)
     avail_steps = g.thresholds(
         ("red", None),
         *([("orange", avail.threshold)] if avail and avail.threshold else []),
@@ -272,10 +285,8 @@ def build_dashboard(plan: Plan) -> dict[str, Any]:
                         + (f"rollback below {avail.threshold:.2%}, " if avail and avail.threshold else "")
                         + f"SLO {slos.availability:.2%}.",
         ), 12, 8),
-        (g.timeseries(
-            f"Success rate per endpoint ({short_w})",
-            [g.target(_rule("track_endpoint", "canary_probe_availability:ratio_rate", short_w),
-                      "{{track}} {{endpoint}}")],
+        (_per_endpoint(
+            f"Success rate per endpoint ({short_w})", "canary_probe_availability:ratio_rate", short_w,
             unit="percentunit", maximum=1, decimals=3,
             steps=g.thresholds(("red", None), ("green", slos.availability)),
             description="Successful / counted probes per endpoint.",
@@ -307,7 +318,12 @@ def build_dashboard(plan: Plan) -> dict[str, Any]:
         ), 8, 8),
     ]
 
-    # -- rollout --------------------------------------------------------------------------
+    return correctness
+
+
+def _rollout(plan: Plan) -> list[tuple[dict, int, int]]:
+    """Phase gate criteria, the webhook's actions, and `canary-guard rollout`'s own series."""
+    has_phases = bool(plan.phases)
     rollout: list[tuple[dict, int, int]] = []
     if has_phases:
         rollout.append((g.state_timeline(
@@ -345,13 +361,45 @@ def build_dashboard(plan: Plan) -> dict[str, Any]:
                         "says why.",
         ), 12, 8))
 
+    return rollout
+
+
+def _annotations(alert_names: str) -> list[dict[str, Any]]:
+    """Grafana's own annotations, the plan's alerts firing and the webhook's actions."""
+    return [
+            {
+                "builtIn": 1, "datasource": {"type": "grafana", "uid": "-- Grafana --"},
+                "enable": True, "hide": True, "iconColor": "rgba(0, 211, 255, 1)",
+                "name": "Annotations & Alerts", "type": "dashboard",
+            },
+            {
+                "name": "Canary alerts", "enable": True, "iconColor": "red",
+                "datasource": g.DATASOURCE,
+                "expr": f'ALERTS{{alertstate="firing", alertname=~"{alert_names}", {TRACK_SEL}}}',
+                "step": "60s", "titleFormat": "{{alertname}}",
+                "textFormat": "{{track}} {{endpoint}} trigger={{trigger}} action={{action}}",
+                "useValueForTime": False,
+            },
+            {
+                "name": "Rollback actions", "enable": True, "iconColor": "orange",
+                "datasource": g.DATASOURCE,
+                "expr": "sum by (action, outcome) (increase(canary_guard_webhook_actions_total[2m])) > 0",
+                "step": "60s", "titleFormat": "{{action}}", "textFormat": "outcome={{outcome}}",
+                "useValueForTime": False,
+            },
+    ]
+
+
+def build_dashboard(plan: Plan) -> dict[str, Any]:
+    alert_names = _alert_names(plan)
+    has_phases = bool(plan.phases)
     sections = [
-        (g.row("Overview"), overview),
-        (g.row("Requests and errors"), traffic),
+        (g.row("Overview"), _overview(plan, alert_names)),
+        (g.row("Requests and errors"), _requests(plan)),
         *([(g.row("User traffic (the service's own requests)"), users(plan))] if plan.traffic else []),
-        (g.row("Latency"), latency),
-        (g.row("Correctness"), correctness),
-        (g.row("Rollout"), rollout),
+        (g.row("Latency"), _latency(plan)),
+        (g.row("Correctness"), _correctness(plan)),
+        (g.row("Rollout"), _rollout(plan)),
     ]
 
     variables = [
@@ -382,28 +430,7 @@ def build_dashboard(plan: Plan) -> dict[str, Any]:
             "title": "Runbook", "type": "link", "url": plan.runbook_url, "targetBlank": True,
             "icon": "doc", "tooltip": "What each alert means and what the webhook did",
         }],
-        "annotations": {"list": [
-            {
-                "builtIn": 1, "datasource": {"type": "grafana", "uid": "-- Grafana --"},
-                "enable": True, "hide": True, "iconColor": "rgba(0, 211, 255, 1)",
-                "name": "Annotations & Alerts", "type": "dashboard",
-            },
-            {
-                "name": "Canary alerts", "enable": True, "iconColor": "red",
-                "datasource": g.DATASOURCE,
-                "expr": f'ALERTS{{alertstate="firing", alertname=~"{alert_names}", {TRACK_SEL}}}',
-                "step": "60s", "titleFormat": "{{alertname}}",
-                "textFormat": "{{track}} {{endpoint}} trigger={{trigger}} action={{action}}",
-                "useValueForTime": False,
-            },
-            {
-                "name": "Rollback actions", "enable": True, "iconColor": "orange",
-                "datasource": g.DATASOURCE,
-                "expr": "sum by (action, outcome) (increase(canary_guard_webhook_actions_total[2m])) > 0",
-                "step": "60s", "titleFormat": "{{action}}", "textFormat": "outcome={{outcome}}",
-                "useValueForTime": False,
-            },
-        ]},
+        "annotations": {"list": _annotations(alert_names)},
         "templating": {"list": variables},
         "panels": g.layout(sections),
     }
