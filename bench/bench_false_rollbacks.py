@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -78,14 +79,16 @@ def main(argv: list[str] | None = None) -> int:
           f"--slowdown {args.contention:g}")
     with stack:
         t0 = time.time()
-        seen_firing: set[str] = set()
+        first_seen: dict[str, str] = {}  # alert -> when it was first seen firing, and why
         while time.time() - t0 < wall:
             for a in stack.prometheus_alerts():
-                if a["state"] == "firing":
-                    lab = a["labels"]
-                    seen_firing.add(f"{lab.get('alertname')}/{lab.get('track', '')}/"
-                                    f"{lab.get('endpoint', '')}")
-            time.sleep(min(5.0, max(0.0, wall - (time.time() - t0))))
+                lab = a["labels"]
+                key = "/".join(lab.get(k, "") for k in ("alertname", "track", "endpoint"))
+                if a["state"] == "firing" and key not in first_seen:
+                    extra = {k: v for k, v in lab.items() if k in ("reason", "instance")}
+                    first_seen[key] = (f"at {time.time() - t0:.0f}s of {wall:.0f}s, value "
+                                       f"{float(a['value']):g}, {extra}, load {os.getloadavg()[0]:.1f}")
+            time.sleep(min(2.0, max(0.0, wall - (time.time() - t0))))
         elapsed = int(time.time() - t0) + 1
         fired = count_over(stack, f'max_over_time(ALERTS{{alertstate="firing"}}[{elapsed}s])')
         pending = count_over(stack, f'max_over_time(ALERTS{{alertstate="pending"}}[{elapsed}s])')
@@ -104,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  probes:            canary {c['probes']:.0f}, stable {s['probes']:.0f} "
           f"(errors {c['error'] + s['error']:.0f}, nulls {c['null'] + s['null']:.0f})")
     print(f"  alerts fired:      {len(fired)} {sorted(name(r) for r in fired) or ''}")
+    for key, when in sorted(first_seen.items()):
+        print(f"    {key}: first seen firing {when}")
     print(f"  alerts pending:    {len(pending)} {sorted(name(r) for r in pending) or ''} (never fired)")
     print(f"  pages:             {len(pages)}")
     print(f"  rollbacks:         {rollbacks}   <- false rollbacks (last round: 5 in 11 minutes)")

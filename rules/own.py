@@ -16,7 +16,7 @@ from canary_guard.plan import Plan
 from . import names
 from .cases import Cases
 from .model import AlertRule
-from .promql import selector
+from .promql import absent_for, selector
 from .promtest import AlertCheck, Series, UnitTest, encode
 from .templating import expand, literal, value_placeholder
 
@@ -32,11 +32,6 @@ def runbook(plan: Plan, alert: str) -> str:
 def down_for(plan: Plan) -> float:
     """One failed scrape is not an outage: two scrape intervals."""
     return 2 * plan.prometheus.scrape_interval
-
-
-def absent_for(plan: Plan) -> float:
-    """Long enough for a Prometheus that just started to have scraped the webhook."""
-    return max(4 * plan.prometheus.scrape_interval, 60.0)
 
 
 def alert_rules(plan: Plan) -> list[AlertRule]:

@@ -7,9 +7,23 @@ Every plan string that reaches PromQL goes through :func:`string` (a label value
 from __future__ import annotations
 
 from canary_guard import contract
+from canary_guard.plan import Plan
 
 # feature-flag 503s say nothing about the release: ratios leave them out
 COUNTED = f'{contract.OUTCOME}!="{contract.DISABLED}"'
+
+
+
+def absent_for(plan: Plan) -> float:
+    """How long an ``absent(...)`` alert waits: long enough for a Prometheus that just started.
+
+    Prometheus evaluates its rules from its start, while its service discovery hands the scrape
+    targets over up to 5 s later and the first scrape comes up to an interval after that (5.5 s
+    measured at 0.5 s scrapes; more on a busy machine): with empty storage every series is
+    absent until then. Four scrapes, and at least a minute, so that a fresh Prometheus never pages.
+    """
+    return max(4 * plan.prometheus.scrape_interval, 60.0)
+
 
 _ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 _REGEX_META = set("\\.+*?()|[]{}^$")

@@ -12,7 +12,7 @@ from canary_guard.plan import Plan, Trigger
 
 from .. import names
 from ..model import AlertRule
-from ..promql import num, selector, tracks_matcher
+from ..promql import absent_for, num, selector, tracks_matcher
 from ..promtest import AlertCheck, Series, UnitTest, cumulative, encode
 from ..templating import literal
 from .base import WHERE, Context, TriggerUnit
@@ -99,7 +99,7 @@ class ProbesMissing(TriggerUnit):
                 f"Prometheus has no {contract.LAST_PROBE} for track {{{{ $labels.track }}}}: "
                 f'the exporter is not scraped (job "{literal(job)}") or does not probe this track. '
                 f"{no_data} {ctx.then}",
-                labels={contract.REASON: ABSENT}, for_=hold,
+                labels={contract.REASON: ABSENT}, for_=max(t.for_, absent_for(plan)),
             ),
             replace(ctx.alert(
                 many,
@@ -174,7 +174,7 @@ class ProbesMissing(TriggerUnit):
               for x in cases.probe_series(track, ep, healthy, {contract.SUCCESS: 1})],
             *fresh(healthy, " stale"),
         ]
-        # the exporter_down and absent rules wait two scrapes (alert_rules above)
+        # the exporter_down rule waits two scrapes (alert_rules above)
         hold = max(t.for_, 2 * plan.prometheus.scrape_interval)
         at = cases.eval_at((healthy + 1) * s + hold)
         down = cases.expect(ctx, {"job": plan.prometheus.job, "instance": EXPORTER_INSTANCE}, 0, 0)
@@ -187,12 +187,15 @@ class ProbesMissing(TriggerUnit):
              AlertCheck(cases.eval_at(n * s), t.alert, [down]),
              *cases.none_of(no_rollback, cases.eval_at(n * s))],
         ))
-        # nothing at all for a watched track (not scraped, or the exporter runs another plan)
+        # nothing at all for a watched track (not scraped, or the exporter runs another plan);
+        # it waits as long as a Prometheus that just started needs for its first scrapes
+        wait = max(t.for_, absent_for(plan))
+        quiet = cases.steps(wait) + 4
         out.append(UnitTest(
             f"{t.alert}: no data for track {track}: page, no rollback",
-            s, [Series(up, encode([1] * (n + 1))), *fresh(n)],
-            [AlertCheck(cases.eval_at(hold) - cases.e, t.alert, []),
-             AlertCheck(cases.eval_at(hold), t.alert, [cases.expect(ctx, {"track": track}, 1, 2)]),
-             *cases.none_of(no_rollback, cases.eval_at(hold))],
+            s, [Series(up, encode([1] * (quiet + 1))), *fresh(quiet)],
+            [AlertCheck(cases.eval_at(wait) - cases.e, t.alert, []),
+             AlertCheck(cases.eval_at(wait), t.alert, [cases.expect(ctx, {"track": track}, 1, 2)]),
+             *cases.none_of(no_rollback, cases.eval_at(wait))],
         ))
         return out
